@@ -1,0 +1,54 @@
+# equiseg: two commands on a fresh machine.
+#   make run   - set up .venv and run the main job (the retraining pipeline, locally, smoke profile)
+#   make test  - set up .venv, lint, and run the test suite
+# Every install passes -c constraints.txt. A stamp keyed on pyproject.toml + constraints.txt avoids reinstalls.
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.equiseg-installed
+PROFILE ?= smoke
+PYTEST_ARGS ?=
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+
+.PHONY: help setup run test test-slow test-postgres lint typecheck bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade "pip>=24" -c constraints.txt
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip check
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install equiseg with the pinned constraints (only when they changed)
+
+run: setup ## run the main job (today: validate every profile and print the resolved PROFILE config)
+	$(BIN)/equiseg config validate
+	$(BIN)/equiseg config show --profile $(PROFILE)
+
+lint: setup ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup ## mypy over the library
+	$(BIN)/mypy
+
+test: setup lint ## lint, then the default test suite (not slow)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: setup ## the slow tests only (CI runs these too)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+bench: setup ## run the benchmarks in bench/ (prints ratios against a baseline measured in the same run)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: ## remove run outputs (keeps .venv)
+	rm -rf runs local_outputs .pytest_cache .ruff_cache .mypy_cache
