@@ -140,21 +140,27 @@ class RobustnessConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Robustness promotion gate policy (see docs/gate.md)."""
+    """Robustness promotion gate policy (see docs/gate.md for every rule and its formula)."""
 
-    mode: Literal["enabled", "dry_run", "manual"] = "enabled"
+    mode: Literal["enabled", "dry_run", "manual"] = "enabled"  # dry_run: decide and record only; manual: challenger
     model_name: str = "equiseg"  # registered model name in the MLflow model registry
-    min_clean_miou: float = 0.0  # value floors, in mIoU points (0-100)
+    min_clean_miou: float = 0.0  # value floors, in mIoU points (0-100); the only rules on a first run
     min_emm_avg: float = 0.0
     min_worst_slice: float = 0.0
+    min_balance_ratio: float = 0.0  # min/max of single-modality mIoUs (0-1)
     max_abs_drop: float = 1.0  # change thresholds against the champion, mIoU points
     max_rel_drop: float = 0.05  # ... and as a fraction of the champion's value
-    slice_max_abs_drop: float = 3.0  # per-slice change threshold
+    slice_max_abs_drop: float = 3.0  # per-slice change threshold, mIoU points
     noninferiority_margin: float = 1.0  # paired-bootstrap lower bound of (candidate - champion) must clear -margin
-    min_balance_ratio: float = 0.0  # min/max of single-modality mIoUs
-    latency_budget_ms: float = 5000.0  # serving check: per-batch latency budget
+    require_improvement: bool = True  # the lower bound over all slices must also clear min_improvement
+    min_improvement: float = 0.0  # mIoU points; blocks candidates that only look better by chance
     bootstrap_samples: int = 1000
     ci_level: float = 0.95
+    seed: int = 0  # bootstrap resampling seed
+    serving_check: bool = True  # load the candidate in a fresh process and run every modality subset
+    latency_budget_ms: float = 5000.0  # serving check: per-batch latency budget
+    serving_timeout_s: float = 300.0
+    lock_uri: str = ""  # promotion lock; empty: derived from the tracking URI (sqlite file lock, postgres advisory)
 
 
 @dataclass(frozen=True)
