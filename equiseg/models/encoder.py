@@ -1,0 +1,149 @@
+"""MiT-style four-stage encoder branches built from timm's ``pvt_v2`` (SegFormer, arXiv 2105.15203, §3.1).
+
+PVTv2 (arXiv 2106.13797) with ``mlp_ratios=(4, 4, 4, 4)`` is architecturally SegFormer's Mix Transformer (MiT):
+overlapping patch embeddings, spatial-reduction self-attention and a Mix-FFN with a depth-wise 3x3 conv. We reuse
+timm's ``PyramidVisionTransformerV2`` (``pretrained=False``: no weights are downloaded) and only take its
+``patch_embed`` and ``stages``, so one branch per modality can be run stage by stage and fused in between.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+
+import torch
+from timm.models.pvt_v2 import OverlapPatchEmbed, PyramidVisionTransformerV2
+from torch import Tensor, nn
+
+__all__ = ["VARIANTS", "EncoderSpec", "MiTBranch", "ModalityEncoders", "stage_drop_path_rates"]
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Widths and depths of one MiT variant plus the SegFormer decoder width that goes with it."""
+
+    embed_dims: tuple[int, int, int, int]
+    depths: tuple[int, int, int, int]
+    num_heads: tuple[int, int, int, int]
+    sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)
+    decoder_dim: int = 256
+
+
+#: ``tiny`` is ours (CPU tests and experiments); ``b0``/``b1``/``b2`` are MiT-B0/B1/B2 (SegFormer Table 6).
+VARIANTS: dict[str, EncoderSpec] = {
+    "tiny": EncoderSpec((16, 32, 64, 128), (1, 1, 1, 1), (1, 1, 2, 4), decoder_dim=64),
+    "b0": EncoderSpec((32, 64, 160, 256), (2, 2, 2, 2), (1, 2, 5, 8), decoder_dim=256),
+    "b1": EncoderSpec((64, 128, 320, 512), (2, 2, 2, 2), (1, 2, 5, 8), decoder_dim=256),
+    "b2": EncoderSpec((64, 128, 320, 512), (3, 4, 6, 3), (1, 2, 5, 8), decoder_dim=768),
+}
+
+
+def stage_drop_path_rates(spec: EncoderSpec, drop_path_rate: float) -> list[float]:
+    """Stochastic-depth rate at the end of each stage (linear over all blocks, as timm and SegFormer do)."""
+    total = sum(spec.depths)
+    rates: list[float] = []
+    seen = 0
+    for depth in spec.depths:
+        seen += depth
+        rates.append(drop_path_rate * (seen - 1) / max(total - 1, 1))
+    return rates
+
+
+class MiTBranch(nn.Module):
+    """One four-stage MiT encoder (timm ``pvt_v2`` with MLP ratio 4), usable stage by stage.
+
+    ``stem(x)`` maps ``(B, C_in, H, W)`` to the stage-1 tokens ``(B, H/4, W/4, C1)``; ``stage(i, x)`` runs stage
+    ``i`` (0-based) and returns ``(B, C_i, H/2^(i+2), W/2^(i+2))``; stage ``i > 0`` takes the previous stage's
+    ``(B, C, H, W)`` output.
+    """
+
+    def __init__(self, spec: EncoderSpec, in_chans: int | None, drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        timm_model = PyramidVisionTransformerV2(
+            in_chans=in_chans or 3,
+            num_classes=0,
+            depths=spec.depths,
+            embed_dims=spec.embed_dims,
+            num_heads=spec.num_heads,
+            sr_ratios=spec.sr_ratios,
+            mlp_ratios=(4.0, 4.0, 4.0, 4.0),
+            drop_path_rate=drop_path_rate,
+        )
+        # in_chans=None: stages only (the stems live elsewhere, one per modality).
+        self.patch_embed: nn.Module | None = timm_model.patch_embed if in_chans is not None else None
+        self.stages = timm_model.stages
+        self.embed_dims = spec.embed_dims
+
+    def stem(self, x: Tensor) -> Tensor:
+        """Overlapping 7x7/4 patch embedding: ``(B, C_in, H, W)`` -> ``(B, H/4, W/4, C1)``."""
+        if self.patch_embed is None:
+            raise RuntimeError("this MiTBranch was built without a stem (in_chans=None); use a per-modality stem")
+        out: Tensor = self.patch_embed(x)
+        return out
+
+    def stage(self, index: int, x: Tensor) -> Tensor:
+        """Run stage ``index``; returns ``(B, C_index, h, w)``."""
+        out: Tensor = self.stages[index](x)
+        return out
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """All four stage outputs of one image batch."""
+        return self.forward_from_stem(self.stem(x))
+
+    def forward_from_stem(self, h: Tensor) -> list[Tensor]:
+        """All four stage outputs from stem tokens ``(B, H/4, W/4, C1)``."""
+        feats: list[Tensor] = []
+        for index in range(len(self.stages)):
+            h = self.stage(index, h)
+            feats.append(h)
+        return feats
+
+
+class ModalityEncoders(nn.Module):
+    """One MiT branch per modality ("equal encoding"), or per-modality stems in front of shared stages.
+
+    Every modality always has its own 7x7/4 patch embedding (its own ``in_chans``); with ``share_weights`` the four
+    stages are one set of weights applied to all modalities (batched together), otherwise each modality has its own.
+    """
+
+    def __init__(
+        self, spec: EncoderSpec, in_chans: dict[str, int], *, share_weights: bool, drop_path_rate: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.share_weights = share_weights
+        self.embed_dims = spec.embed_dims
+        self.stems = nn.ModuleDict()
+        self.branches = nn.ModuleDict()
+        self.shared: MiTBranch | None = None
+        if share_weights:
+            for name, chans in in_chans.items():
+                stem = OverlapPatchEmbed(patch_size=7, stride=4, in_chans=chans, embed_dim=spec.embed_dims[0])
+                conv: nn.Conv2d = stem.proj
+                fan_out = conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels
+                nn.init.normal_(conv.weight, 0.0, (2.0 / fan_out) ** 0.5)  # as timm's pvt_v2 initialises convs
+                if conv.bias is not None:
+                    nn.init.zeros_(conv.bias)
+                self.stems[name] = stem
+            self.shared = MiTBranch(spec, None, drop_path_rate)
+        else:
+            for name, chans in in_chans.items():
+                self.branches[name] = MiTBranch(spec, chans, drop_path_rate)
+
+    def branch(self, name: str) -> MiTBranch:
+        """The unshared branch of modality ``name``."""
+        return typing.cast(MiTBranch, self.branches[name])
+
+    def stem(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``{modality: (B, C_in, H, W)}`` -> ``{modality: (B, H/4, W/4, C1)}``."""
+        if self.share_weights:
+            return {name: self.stems[name](x) for name, x in inputs.items()}
+        return {name: self.branch(name).stem(x) for name, x in inputs.items()}
+
+    def stage(self, index: int, feats: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Run stage ``index`` on every modality; shared weights run all modalities as one batch."""
+        names = list(feats)
+        if self.shared is not None:
+            batch = feats[names[0]].shape[0]
+            out = self.shared.stage(index, torch.cat([feats[name] for name in names], dim=0))
+            return dict(zip(names, out.split(batch, dim=0), strict=True))
+        return {name: self.branch(name).stage(index, x) for name, x in feats.items()}

@@ -1,0 +1,100 @@
+"""EQUISeg: equal encoding, four-stage CMTB with hierarchical selection, SGM (Li et al., arXiv 2509.24505).
+
+Composition only; the blocks live in ``encoder`` (MiT branches), ``cmtb`` (cross-modal attention), ``selection``
+(hierarchical selection), ``sgm`` (Self-guided Module) and ``decoder`` (SegFormer head). See docs/model.md for which
+parts the paper states and which are our interpretation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from equiseg.models.base import SegmentationModel, SegmentationOutput
+from equiseg.models.cmtb import CrossModalBlock
+from equiseg.models.decoder import SegFormerHead
+from equiseg.models.encoder import EncoderSpec, ModalityEncoders, stage_drop_path_rates
+from equiseg.models.selection import StageSelection
+from equiseg.models.sgm import SelfGuidedModule
+
+__all__ = ["EQUISeg"]
+
+
+class EQUISeg(SegmentationModel):
+    """Multi-branch MiT encoder fused by a CMTB at each of four stages, SegFormer head, optional SGM.
+
+    Absent modalities are simply not encoded: the CMTB attends among, and the selection weighs, only the present ones.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        spec: EncoderSpec,
+        num_classes: int,
+        modalities: Sequence[str],
+        in_chans: Mapping[str, int] | None = None,
+        share_encoder_weights: bool = False,
+        sgm_weight: float = 1.0,
+        drop_path_rate: float = 0.0,
+        use_sgm: bool = True,
+        ignore_index: int = 255,
+    ) -> None:
+        build_kwargs: dict[str, object] = {
+            "share_encoder_weights": bool(share_encoder_weights),
+            "drop_path_rate": float(drop_path_rate),
+            "ignore_index": int(ignore_index),
+        }
+        if use_sgm:
+            build_kwargs["sgm_weight"] = float(sgm_weight)
+        super().__init__(
+            model_name=model_name,
+            num_classes=num_classes,
+            modalities=modalities,
+            in_chans=in_chans,
+            build_kwargs=build_kwargs,
+        )
+        self.encoders = ModalityEncoders(
+            spec, self.in_chans, share_weights=share_encoder_weights, drop_path_rate=drop_path_rate
+        )
+        rates = stage_drop_path_rates(spec, drop_path_rate)
+        self.cmtb = nn.ModuleList(
+            CrossModalBlock(self.modalities, dim, heads, sr, rate, share_encoder_weights)
+            for dim, heads, sr, rate in zip(spec.embed_dims, spec.num_heads, spec.sr_ratios, rates, strict=True)
+        )
+        self.selection = nn.ModuleList(StageSelection(dim) for dim in spec.embed_dims)
+        self.decoder = SegFormerHead(spec.embed_dims, spec.decoder_dim, num_classes)
+        self.sgm = (
+            SelfGuidedModule(
+                self.modalities, spec.embed_dims[-1], num_classes, weight=sgm_weight, ignore_index=ignore_index
+            )
+            if use_sgm
+            else None
+        )
+
+    def forward(self, inputs: Mapping[str, Tensor], labels: Tensor | None = None) -> SegmentationOutput:
+        """Segment the present modalities; SGM losses only in training mode with ``labels`` ``(B, H, W)``."""
+        present, _, height, width = self.check_inputs(inputs)
+        feats = self.encoders.stem({name: inputs[name] for name in present})  # {m: (B, H/4, W/4, C1)}
+        fused: list[Tensor] = []
+        stage_feats: list[dict[str, Tensor]] = []
+        weights: dict[str, Tensor] = {}
+        logits_prev: Tensor | None = None
+        for index, (cmtb, select) in enumerate(zip(self.cmtb, self.selection, strict=True)):
+            feats = self.encoders.stage(index, feats)  # {m: (B, C_i, h_i, w_i)}: SR self-attention + Mix-FFN
+            feats = cmtb(feats)  # cross-modal attention + Mix-FFN
+            stage_fused, stage_weights, logits_prev = select(feats, logits_prev)
+            fused.append(stage_fused)
+            stage_feats.append(feats)
+            weights[f"stage{index + 1}"] = stage_weights
+        logits = F.interpolate(self.decoder(fused), size=(height, width), mode="bilinear", align_corners=False)
+        aux: dict[str, Tensor] = {}
+        if self.sgm is not None and self.training and labels is not None:
+            if labels.shape != (logits.shape[0], height, width):
+                raise ValueError(
+                    f"labels must be (B, H, W) = {(logits.shape[0], height, width)}, got {tuple(labels.shape)}"
+                )
+            aux = self.sgm(stage_feats, labels)
+        return SegmentationOutput(logits=logits, aux_losses=aux, modality_weights=weights)

@@ -1,0 +1,128 @@
+"""Self-guided Module (SGM): mutual guidance between modalities during training (EQUISeg, arXiv 2509.24505).
+
+The paper states that the SGM's "mutual guidance" lets each modality adaptively adjust its contribution; third-party
+summaries mention prototype distillation and knowledge distillation. Our reading (docs/model.md), after the sibling
+RobustSeg/UMMSS code's prototype KL:
+
+* every modality gets an auxiliary 1x1 classifier on its stage-4 features and its own cross-entropy
+  (``sgm_aux_ce``), so that each modality learns to segment on its own;
+* adaptive contribution weights ``a_j = softmax_j(-CE_j)`` (detached) rate how well each modality does on this batch;
+* each modality is guided by the ``a``-weighted mixture of the *other* modalities (detached, a teacher):
+  KL of its auxiliary class distribution (``sgm_logit_kl``) and, at every stage, KL between softmax-normalised class
+  prototypes (masked feature means per class, ``sgm_proto_kl``).
+
+All terms are multiplied by ``sgm_weight`` and returned as a dict the trainer sums with its main loss. Nothing of the
+SGM runs at inference; its only cost there is the (unused) auxiliary classifiers' weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["SelfGuidedModule", "class_prototypes"]
+
+
+def class_prototypes(feat: Tensor, labels: Tensor, num_classes: int, ignore_index: int) -> tuple[Tensor, Tensor]:
+    """Masked per-class mean of ``feat`` ``(B, C, h, w)`` under ``labels`` ``(B, H, W)`` (nearest-resized).
+
+    Returns:
+        prototypes ``(B, K, C)`` and a ``(B, K)`` bool mask of the classes present in each image.
+    """
+    small = F.interpolate(labels[:, None].float(), size=feat.shape[-2:], mode="nearest")[:, 0].long()  # (B, h, w)
+    valid = (small != ignore_index) & (small >= 0) & (small < num_classes)
+    one_hot = F.one_hot(torch.where(valid, small, 0), num_classes).to(feat.dtype)  # (B, h, w, K)
+    one_hot = one_hot * valid[..., None].to(feat.dtype)
+    one_hot = one_hot.flatten(1, 2).transpose(1, 2)  # (B, K, h*w)
+    counts = one_hot.sum(dim=-1)  # (B, K)
+    sums = one_hot @ feat.flatten(2).transpose(1, 2)  # (B, K, C)
+    return sums / counts.clamp(min=1.0)[..., None], counts > 0
+
+
+class SelfGuidedModule(nn.Module):
+    """Training-only mutual guidance losses between the modality branches (see module docstring)."""
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        last_dim: int,
+        num_classes: int,
+        *,
+        weight: float = 1.0,
+        ignore_index: int = 255,
+        temperature: float = 1.0,
+        aux_ce_weight: float = 0.4,
+        logit_kl_weight: float = 0.5,
+        proto_kl_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.weight = weight
+        self.ignore_index = ignore_index
+        self.temperature = temperature
+        self.aux_ce_weight = aux_ce_weight
+        self.logit_kl_weight = logit_kl_weight
+        self.proto_kl_weight = proto_kl_weight
+        self.aux_heads = nn.ModuleDict({name: nn.Conv2d(last_dim, num_classes, 1) for name in modalities})
+
+    def forward(self, stage_feats: Sequence[dict[str, Tensor]], labels: Tensor) -> dict[str, Tensor]:
+        """Weighted loss terms from per-stage ``{modality: (B, C, h, w)}`` features and ``(B, H, W)`` labels."""
+        names = list(stage_feats[-1])
+        anchor = stage_feats[-1][names[0]]
+        valid = (labels != self.ignore_index) & (labels >= 0) & (labels < self.num_classes)
+        if not bool(valid.any()):
+            zero = anchor.sum() * 0.0  # keeps the graph, so the trainer can still backpropagate the sum
+            return {"sgm_aux_ce": zero}
+        temp = self.temperature
+        aux_logits = {name: self.aux_heads[name](stage_feats[-1][name]) for name in names}  # (B, K, h4, w4)
+        safe_labels = torch.where(valid, labels, self.ignore_index)
+        ce = {
+            name: F.cross_entropy(
+                F.interpolate(logit, size=labels.shape[-2:], mode="bilinear", align_corners=False),
+                safe_labels,
+                ignore_index=self.ignore_index,
+            )
+            for name, logit in aux_logits.items()
+        }
+        losses = {"sgm_aux_ce": self.weight * self.aux_ce_weight * torch.stack(list(ce.values())).mean()}
+        if len(names) < 2:
+            return losses
+        # Adaptive contribution: the better a modality does on this batch, the more it guides the others.
+        contribution = torch.softmax(-torch.stack([ce[name].detach() for name in names]), dim=0)  # (N,)
+        probs = {name: torch.softmax(aux_logits[name].detach() / temp, dim=1) for name in names}
+        logit_terms = []
+        for i, name in enumerate(names):
+            others = [j for j in range(len(names)) if j != i]
+            share = contribution[others] / contribution[others].sum()
+            teacher = sum(share[k] * probs[names[j]] for k, j in enumerate(others))
+            assert isinstance(teacher, Tensor)
+            student = F.log_softmax(aux_logits[name] / temp, dim=1)
+            logit_terms.append(F.kl_div(student, teacher, reduction="none").sum(dim=1).mean() * temp**2)
+        losses["sgm_logit_kl"] = self.weight * self.logit_kl_weight * torch.stack(logit_terms).mean()
+
+        proto_terms = []
+        for feats in stage_feats:
+            protos = {}
+            present = None
+            for name in names:
+                protos[name], present = class_prototypes(feats[name], labels, self.num_classes, self.ignore_index)
+            assert present is not None
+            if not bool(present.any()):
+                continue
+            for i, name in enumerate(names):
+                others = [j for j in range(len(names)) if j != i]
+                share = contribution[others] / contribution[others].sum()
+                teacher_proto = sum(share[k] * protos[names[j]].detach() for k, j in enumerate(others))
+                assert isinstance(teacher_proto, Tensor)
+                kl = F.kl_div(
+                    F.log_softmax(protos[name] / temp, dim=-1),
+                    F.softmax(teacher_proto / temp, dim=-1),
+                    reduction="none",
+                ).sum(dim=-1)  # (B, K)
+                proto_terms.append(kl[present].mean())
+        if proto_terms:
+            losses["sgm_proto_kl"] = self.weight * self.proto_kl_weight * torch.stack(proto_terms).mean()
+        return losses
