@@ -35,7 +35,10 @@ for _module, _attr in _COMMAND_MODULES:
 # Plugins: packages above the library (the `pipelines/` package's `equiseg pipeline ...` group) register their
 # commands under the `equiseg.cli` entry-point group, so the library never imports them.
 for _entry in entry_points(group="equiseg.cli"):
-    cli.add_command(_entry.load(), name=_entry.name)
+    try:
+        cli.add_command(_entry.load(), name=_entry.name)
+    except ImportError as _exc:  # a broken plugin must not take the whole CLI down; say what is missing
+        logging.getLogger(__name__).warning("equiseg CLI plugin %r not loaded: %s", _entry.name, _exc)
 
 
 def main() -> None:
