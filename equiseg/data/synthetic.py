@@ -1,0 +1,390 @@
+"""A procedural multimodal world whose modalities complement each other (issue 3, item 2; docs/data.md).
+
+A top-down camera looks at textured ground with objects on it. One height field drives every sensor, so geometry
+is consistent and occlusion-correct (the highest surface wins, as seen from above):
+
+* RGB: albedo × texture × Lambert shading from the height-field normals, sensor noise; night darkens it, fog
+  blends it towards grey with depth.
+* depth: camera distance to the surface (a tilted ground plane minus object height), 16-bit PNG in millimetres.
+* thermal: per-class temperature + low-frequency variation + noise, 8-bit like an AGC'd FLIR frame.
+* lidar (optional): sparse depth on scan lines; event (optional): edges of log luminance plus noise events;
+  hha (optional): disparity, height above ground, angle to vertical.
+
+The classes are designed so no modality suffices: ``lane_marking`` is flat paint at ground temperature (RGB only),
+``plinth`` is ground-coloured and ambient but raised (depth only), ``heated_plate`` is flush and ground-coloured
+but warm (thermal only); the rest show in several. Output is byte-identical per seed: every sample draws from
+``numpy.random.default_rng([seed, index])`` and PNGs are written with fixed settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from equiseg.data.io import save_png
+from equiseg.data.manifest import MANIFEST_NAME, ManifestRow, file_sha256, rows_to_table, write_manifest
+
+__all__ = [
+    "CLASS_NAMES",
+    "CLASS_TABLE",
+    "DEPTH_MAX_MM",
+    "SYNTHETIC_CLASS_SET",
+    "SYNTHETIC_MODALITIES",
+    "SyntheticClass",
+    "generate_synthetic",
+    "render_sample",
+]
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_CLASS_SET = "equiseg-synthetic-v1"
+SYNTHETIC_MODALITIES: tuple[str, ...] = ("rgb", "depth", "thermal", "lidar", "event", "hha")
+DEPTH_MAX_MM = 20000  # depth and lidar: raw millimetres × 1/20000 = [0, 1]
+_THERMAL_MIN_C, _THERMAL_MAX_C = -20.0, 60.0  # 8-bit thermal spans this temperature range
+_SCENE_METRES = 24.0  # side of the square ground patch seen by the camera
+_CAMERA_HEIGHT_M = 12.0
+
+
+@dataclass(frozen=True)
+class SyntheticClass:
+    """One class of the synthetic world and the modalities that reveal it."""
+
+    id: int
+    name: str
+    reveals: tuple[str, ...]
+    description: str
+    colour: tuple[int, int, int]  # visualisation palette
+
+
+CLASS_TABLE: tuple[SyntheticClass, ...] = (
+    SyntheticClass(0, "ground", ("rgb", "depth", "thermal"), "textured soil, flat, ambient temperature", (0, 0, 0)),
+    SyntheticClass(
+        1, "lane_marking", ("rgb",), "flat white or yellow paint, ground height and temperature", (255, 255, 255)
+    ),
+    SyntheticClass(2, "plinth", ("depth",), "raised block with the ground's colour and temperature", (128, 64, 0)),
+    SyntheticClass(
+        3, "heated_plate", ("thermal",), "flush plate with the ground's colour, 12-25 °C warmer", (255, 0, 0)
+    ),
+    SyntheticClass(
+        4, "vehicle", ("rgb", "depth", "thermal"), "saturated paint, 1.5 m rounded body, warm engine", (0, 0, 255)
+    ),
+    SyntheticClass(
+        5, "tree", ("rgb", "depth", "thermal"), "green dome crown 3-6 m tall, cooler than the air", (0, 160, 0)
+    ),
+    SyntheticClass(6, "puddle", ("rgb", "thermal"), "flat dark water, colder than the ground", (0, 200, 255)),
+    SyntheticClass(
+        7, "pole", ("rgb", "depth"), "thin grey metal column 4-8 m tall, ambient temperature", (200, 200, 0)
+    ),
+)
+CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASS_TABLE)
+
+# Relative frequency of each object class (index = class id; ground is the background, never placed).
+_CLASS_WEIGHTS = np.array([0.0, 0.16, 0.16, 0.16, 0.14, 0.14, 0.10, 0.14])
+_MODALITY_CHANNELS = {"rgb": 3, "depth": 1, "thermal": 1, "lidar": 1, "event": 1, "hha": 3}
+
+
+def _interp_matrix(size: int, cells: int) -> np.ndarray:
+    """(size, cells + 1) bilinear interpolation weights from a coarse grid to ``size`` samples."""
+    pos = np.linspace(0.0, cells, size, dtype=np.float64)
+    lo = np.minimum(np.floor(pos).astype(np.int64), cells - 1)
+    frac = pos - lo
+    mat = np.zeros((size, cells + 1), dtype=np.float32)
+    rows = np.arange(size)
+    mat[rows, lo] = 1.0 - frac
+    mat[rows, lo + 1] = frac
+    return mat
+
+
+def _value_noise(rng: np.random.Generator, size: int, cells: tuple[int, ...]) -> np.ndarray:
+    """Smooth noise in about [-1, 1]: a sum of octaves of bilinearly upsampled random grids."""
+    out = np.zeros((size, size), dtype=np.float32)
+    amplitude, total = 1.0, 0.0
+    for n in cells:
+        grid = rng.uniform(-1.0, 1.0, size=(n + 1, n + 1)).astype(np.float32)
+        mat = _interp_matrix(size, n)
+        out += amplitude * (mat @ grid @ mat.T)
+        total += amplitude
+        amplitude *= 0.5
+    return out / total
+
+
+def _object_mask(
+    cls: int, rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
+    """Mask and height (metres) of one object inside its bounding box, and the box slices."""
+    cx, cy = rng.uniform(0.05, 0.95, size=2) * size
+    angle = rng.uniform(0.0, np.pi)
+    if cls == 1:  # lane marking: long thin stripe
+        half = (rng.uniform(0.2, 0.45) * size, rng.uniform(0.012, 0.025) * size + 0.8)
+    elif cls == 2:  # plinth: square-ish block
+        half = (rng.uniform(0.06, 0.13) * size, rng.uniform(0.06, 0.13) * size)
+    elif cls == 3:  # heated plate
+        half = (rng.uniform(0.05, 0.11) * size, rng.uniform(0.05, 0.11) * size)
+    elif cls == 4:  # vehicle
+        half = (rng.uniform(0.09, 0.14) * size, rng.uniform(0.045, 0.065) * size)
+    elif cls == 5:  # tree crown
+        r = rng.uniform(0.07, 0.14) * size
+        half = (r, r)
+    elif cls == 6:  # puddle
+        half = (rng.uniform(0.06, 0.14) * size, rng.uniform(0.04, 0.1) * size)
+    else:  # pole
+        r = rng.uniform(0.018, 0.03) * size + 1.0
+        half = (r, r)
+    reach = float(np.hypot(*half)) + 2.0
+    y0, y1 = max(0, int(cy - reach)), min(size, int(cy + reach) + 1)
+    x0, x1 = max(0, int(cx - reach)), min(size, int(cx + reach) + 1)
+    box = (slice(y0, y1), slice(x0, x1))
+    dx, dy = xx[box] - cx, yy[box] - cy
+    u = (dx * np.cos(angle) + dy * np.sin(angle)) / half[0]
+    v = (-dx * np.sin(angle) + dy * np.cos(angle)) / half[1]
+    if cls in (1, 2, 3):  # rectangles
+        mask = (np.abs(u) <= 1.0) & (np.abs(v) <= 1.0)
+        height = np.full(u.shape, rng.uniform(0.4, 1.2) if cls == 2 else 0.0)
+    elif cls == 4:  # rounded box with a cambered roof
+        super_r = u**4 + v**4
+        mask = super_r <= 1.0
+        height = 1.5 * np.sqrt(np.clip(1.0 - 0.35 * super_r, 0.0, None))
+    elif cls == 6:  # irregular blob
+        theta = np.arctan2(v, u)
+        wobble = 1.0 + 0.18 * np.sin(3 * theta + rng.uniform(0, 6.3)) + 0.1 * np.sin(5 * theta + rng.uniform(0, 6.3))
+        mask = u**2 + v**2 <= wobble**2
+        height = np.zeros(u.shape)
+    else:  # discs: tree dome, pole column
+        r2 = u**2 + v**2
+        mask = r2 <= 1.0
+        top = rng.uniform(3.0, 6.0) if cls == 5 else rng.uniform(4.0, 8.0)
+        height = top * np.sqrt(np.clip(1.0 - r2, 0.0, None)) if cls == 5 else np.full(u.shape, top)
+    return mask, height, box
+
+
+def render_sample(
+    rng: np.random.Generator,
+    size: int,
+    modalities: Sequence[str],
+    *,
+    night: bool = False,
+    fog: bool = False,
+    num_classes: int = len(CLASS_TABLE),
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Render one scene: ``({modality: uint8/uint16 (H, W[, C])}, label uint8 (H, W))``."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    # Ground: one albedo + texture shared by ground, plinths and heated plates (so RGB cannot tell them apart).
+    ground_rgb = (np.array([0.46, 0.42, 0.36]) + rng.uniform(-0.06, 0.06, size=3)).astype(np.float32)
+    texture = 1.0 + 0.14 * _value_noise(rng, size, (max(4, size // 8), max(8, size // 4)))
+    fine = 1.0 + 0.06 * _value_noise(rng, size, (max(16, size // 2),))
+    ambient_c = rng.uniform(8.0, 26.0) - (7.0 if night else 0.0)
+
+    height = np.zeros((size, size), dtype=np.float32)
+    order = np.full((size, size), -1.0, dtype=np.float32)  # z-buffer key: height plus a small per-object layer term
+    label = np.zeros((size, size), dtype=np.uint8)
+    albedo = ground_rgb[None, None, :] * texture[:, :, None]
+    temperature = ambient_c + 1.2 * _value_noise(rng, size, (3,))
+
+    weights = _CLASS_WEIGHTS[:num_classes] / _CLASS_WEIGHTS[:num_classes].sum()
+    n_objects = int(rng.integers(4, 10))
+    classes = rng.choice(num_classes, size=n_objects, p=weights)
+    for layer, cls in enumerate(classes.tolist()):
+        mask, obj_height, box = _object_mask(cls, rng, xx, yy, size)
+        key = obj_height + 1e-3 * (layer + 1)
+        visible = mask & (key > order[box])
+        if not visible.any():
+            continue
+        order[box][visible] = key[visible]
+        height[box][visible] = obj_height[visible]
+        label[box][visible] = cls
+        region_albedo = albedo[box]
+        region_temp = temperature[box]
+        if cls == 1:
+            paint = np.array([0.92, 0.92, 0.9]) if rng.random() < 0.6 else np.array([0.93, 0.8, 0.2])
+            region_albedo[visible] = paint * fine[box][visible][:, None]
+        elif cls == 4:
+            hue = rng.uniform(0.0, 1.0)
+            paint = 0.5 + 0.45 * np.cos(2 * np.pi * (hue + np.array([0.0, 1 / 3, 2 / 3])))
+            region_albedo[visible] = paint * fine[box][visible][:, None]
+            region_temp[visible] = ambient_c + rng.uniform(10.0, 20.0)
+        elif cls == 5:
+            leaf = np.array([0.16, 0.42, 0.12]) + rng.uniform(-0.04, 0.04, size=3)
+            region_albedo[visible] = leaf * texture[box][visible][:, None] * fine[box][visible][:, None]
+            region_temp[visible] = ambient_c - rng.uniform(4.0, 7.0)
+        elif cls == 6:
+            region_albedo[visible] = np.array([0.12, 0.16, 0.24]) * fine[box][visible][:, None]
+            region_temp[visible] = ambient_c - rng.uniform(4.0, 8.0)
+        elif cls == 7:
+            region_albedo[visible] = np.array([0.66, 0.67, 0.72]) * fine[box][visible][:, None]
+        elif cls == 3:
+            region_temp[visible] = ambient_c + rng.uniform(12.0, 25.0)
+        # cls 2 (plinth) keeps the ground's albedo and temperature: only its height differs.
+
+    # Geometry shared by all sensors: depth along a tilted view, normals from the height field.
+    metres_per_px = _SCENE_METRES / size
+    tilt = 1.0 + 0.3 * (1.0 - yy / max(size - 1, 1))
+    depth_m = (_CAMERA_HEIGHT_M - height) * tilt
+    gy, gx = np.gradient(height, metres_per_px)
+    norm = np.sqrt(gx**2 + gy**2 + 1.0)
+    azimuth, elevation = rng.uniform(0, 2 * np.pi), rng.uniform(0.6, 1.2)
+    light = np.array([np.cos(azimuth) * np.cos(elevation), np.sin(azimuth) * np.cos(elevation), np.sin(elevation)])
+    lambert = np.clip((-gx * light[0] - gy * light[1] + light[2]) / norm, 0.0, None)
+    shade = 0.35 + 0.75 * lambert / light[2]  # flat ground gets 1.1 whatever the sun elevation
+
+    out: dict[str, np.ndarray] = {}
+    rgb = albedo * shade[:, :, None]
+    if night:
+        rgb = rgb * rng.uniform(0.1, 0.22) + 0.02 * rng.standard_normal(size=rgb.shape, dtype=np.float32)
+    else:
+        rgb = rgb + 0.012 * rng.standard_normal(size=rgb.shape, dtype=np.float32)
+    if fog:
+        transmission = np.exp(-rng.uniform(0.08, 0.16) * depth_m)[:, :, None]
+        rgb = rgb * transmission + 0.72 * (1.0 - transmission)
+        temperature = temperature * 0.85 + 0.15 * ambient_c
+    if "rgb" in modalities:
+        out["rgb"] = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+    depth_mm = depth_m * 1000.0 + 8.0 * rng.standard_normal(size=depth_m.shape, dtype=np.float32)
+    depth_u16 = np.clip(np.round(depth_mm), 1, DEPTH_MAX_MM).astype(np.uint16)
+    if "depth" in modalities:
+        out["depth"] = depth_u16
+    if "thermal" in modalities:
+        thermal = temperature + 0.5 * rng.standard_normal(size=temperature.shape, dtype=np.float32)
+        scaled = (thermal - _THERMAL_MIN_C) / (_THERMAL_MAX_C - _THERMAL_MIN_C) * 255.0
+        out["thermal"] = np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+    if "lidar" in modalities:
+        step = max(2, size // 32)
+        rows = (np.arange(size) % step == 0)[:, None]
+        keep = rows & (rng.random(size=(size, size), dtype=np.float32) < 0.7)
+        out["lidar"] = np.where(keep, depth_u16, 0).astype(np.uint16)
+    if "event" in modalities:
+        luminance = np.log(np.clip(rgb.mean(axis=2), 1e-3, None) + 0.05)
+        ey, ex = np.gradient(luminance)
+        edges = np.hypot(ex, ey) > 0.12
+        noise = rng.random(size=(size, size), dtype=np.float32) < 0.003
+        out["event"] = np.where(edges | noise, 255, 0).astype(np.uint8)
+    if "hha" in modalities:
+        disparity = np.clip(1.0 / depth_m * 60.0, 0.0, 1.0)
+        above = np.clip(height / 8.0, 0.0, 1.0)
+        angle = np.arccos(np.clip(1.0 / norm, -1.0, 1.0)) / (np.pi / 2)
+        out["hha"] = np.clip(np.round(np.stack([disparity, above, angle], axis=2) * 255.0), 0, 255).astype(np.uint8)
+    return out, label
+
+
+def _clear_previous(out_dir: Path) -> None:
+    """Remove what an earlier run of the generator wrote (only its own folders and manifest)."""
+    for name in (*SYNTHETIC_MODALITIES, "label"):
+        target = out_dir / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+
+
+def _assign_splits(rng: np.random.Generator, samples: int, val_fraction: float, test_fraction: float) -> list[str]:
+    if not (0.0 <= val_fraction < 1.0 and 0.0 <= test_fraction < 1.0 and val_fraction + test_fraction < 1.0):
+        raise ValueError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) and sum below 1"
+        )
+    n_val = round(samples * val_fraction)
+    n_test = round(samples * test_fraction)
+    splits = ["train"] * samples
+    for rank, index in enumerate(rng.permutation(samples).tolist()):
+        if rank < n_val:
+            splits[index] = "val"
+        elif rank < n_val + n_test:
+            splits[index] = "test"
+    return splits
+
+
+def generate_synthetic(
+    out_dir: Path,
+    *,
+    samples: int,
+    size: int,
+    modalities: Sequence[str],
+    seed: int,
+    conditions: bool = True,
+    val_fraction: float = 0.25,
+    test_fraction: float = 0.0,
+    num_classes: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic multimodal dataset under ``out_dir`` and return its ``manifest.parquet`` path.
+
+    Layout: ``out_dir/<modality>/<id>.png``, ``out_dir/label/<id>.png``, ``out_dir/manifest.parquet``. Folders an
+    earlier run wrote are replaced, so the directory always equals what this call produces (DVC relies on it).
+
+    Args:
+        out_dir: destination folder (created).
+        samples: number of scenes.
+        size: side of the square images in pixels (≥ 16).
+        modalities: any of rgb, depth, thermal, lidar, event, hha.
+        seed: the same seed gives byte-identical files.
+        conditions: tag ~25 % of scenes ``night`` (dark RGB) and ~20 % ``fog``; otherwise all ``day``/``clear``.
+        val_fraction: share of samples in the ``val`` split.
+        test_fraction: share of samples in the ``test`` split.
+        num_classes: use only classes ``0 .. num_classes-1`` of :data:`CLASS_TABLE` (2 to 8; default all 8).
+        progress: show a tqdm progress bar.
+    """
+    unknown = [m for m in modalities if m not in SYNTHETIC_MODALITIES]
+    if unknown or not modalities:
+        raise ValueError(
+            f"synthetic world cannot render modalities {unknown or '(none)'}; choose from {SYNTHETIC_MODALITIES}"
+        )
+    if len(set(modalities)) != len(modalities):
+        raise ValueError(f"modalities {list(modalities)} contain duplicates")
+    if samples < 1:
+        raise ValueError(f"samples must be ≥ 1, got {samples}")
+    if size < 16:
+        raise ValueError(f"size must be ≥ 16 pixels, got {size}")
+    n_classes = len(CLASS_TABLE) if num_classes is None else num_classes
+    if not 2 <= n_classes <= len(CLASS_TABLE):
+        raise ValueError(
+            f"num_classes must be between 2 and {len(CLASS_TABLE)} for the synthetic world, got {n_classes}"
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_previous(out_dir)
+    splits = _assign_splits(np.random.default_rng([seed, 2**31 - 1]), samples, val_fraction, test_fraction)
+    rows: list[ManifestRow] = []
+    for index in tqdm(range(samples), desc="synth", unit="sample", disable=not progress, leave=False):
+        rng = np.random.default_rng([seed, index])
+        night = conditions and bool(rng.random() < 0.25)
+        fog = conditions and bool(rng.random() < 0.2)
+        arrays, label = render_sample(rng, size, modalities, night=night, fog=fog, num_classes=n_classes)
+        sample_id = f"syn{index:06d}"
+        files: dict[str, dict[str, object]] = {}
+        for modality in modalities:
+            rel = f"{modality}/{sample_id}.png"
+            save_png(arrays[modality], out_dir / rel)
+            is16 = arrays[modality].dtype == np.uint16
+            files[modality] = {
+                "path": rel,
+                "channels": _MODALITY_CHANNELS[modality],
+                "dtype": "uint16" if is16 else "uint8",
+                "sha256": file_sha256(out_dir / rel),
+                "bands": "",
+                "scale": 1.0 / DEPTH_MAX_MM if is16 else 1.0 / 255.0,
+            }
+        label_rel = f"label/{sample_id}.png"
+        save_png(label, out_dir / label_rel)
+        rows.append(
+            ManifestRow(
+                sample_id=sample_id,
+                split=splits[index],
+                source="synthetic",
+                height=size,
+                width=size,
+                class_set=SYNTHETIC_CLASS_SET
+                if n_classes == len(CLASS_TABLE)
+                else f"{SYNTHETIC_CLASS_SET}-k{n_classes}",
+                files=files,
+                label_path=label_rel,
+                label_sha256=file_sha256(out_dir / label_rel),
+                conditions=("night" if night else "day", "fog" if fog else "clear"),
+            )
+        )
+    table = rows_to_table(rows, modalities, num_classes=n_classes, source="synthetic")
+    manifest = write_manifest(table, out_dir / MANIFEST_NAME)
+    logger.info("wrote %d synthetic samples (%d px, %s) to %s", samples, size, ",".join(modalities), out_dir)
+    return manifest
