@@ -6,10 +6,9 @@ import math
 
 import pytest
 import torch
+from robustness_reference import NUM_CLASSES, OracleModel, SingleModalityModel, make_batches
 
 from equiseg.robustness import RobustnessResult, evaluate_robustness, plan_suite
-
-from robustness_reference import NUM_CLASSES, OracleModel, SingleModalityModel, make_batches
 
 MODS = ("rgb", "depth")
 
