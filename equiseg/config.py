@@ -179,6 +179,7 @@ class PipelineConfig:
     data_pvc: str = "equiseg-data-cache"
     mlflow_secret: str = "equiseg-mlflow"
     s3_secret: str = "equiseg-s3"
+    postgres_secret: str = "equiseg-postgres"  # key optuna_storage_url -> $EQUISEG_OPTUNA_STORAGE
     cpu_request: str = "2"
     memory_request: str = "8Gi"
 

@@ -12,8 +12,13 @@ from equiseg.config import ConfigError, EquisegConfig, load_config
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def config_options(func: F) -> F:
-    """Add ``--profile`` and ``--set`` to a command; the command receives ``profile`` and ``overrides``."""
+def config_options(func: F | None = None, *, default_profile: str = "smoke") -> Any:
+    """Add ``--profile`` and ``--set`` to a command; the command receives ``profile`` and ``overrides``.
+
+    Use bare (``@config_options``) or with another default profile (``@config_options(default_profile="cluster")``).
+    """
+    if func is None:
+        return lambda f: config_options(f, default_profile=default_profile)
     func = click.option(
         "--set",
         "overrides",
@@ -24,7 +29,7 @@ def config_options(func: F) -> F:
     func = click.option(
         "--profile",
         "-p",
-        default="smoke",
+        default=default_profile,
         show_default=True,
         help="Config profile: a name in configs/ (smoke, cpu, gpu, cluster) or a path to a YAML file.",
     )(func)

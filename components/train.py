@@ -1,0 +1,40 @@
+"""Component: train the candidate with the tuned parameters and log it to MLflow."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components._image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def train(
+    profile: str,
+    overrides: list,
+    tuned_overrides: list,
+    run_id: str,
+    dataset_version: str,
+    data: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
+) -> str:
+    """Train on ``data``; ``model`` is the best self-describing checkpoint. Returns the MLflow run id.
+
+    The MLflow run id and model URI also ride on ``model.metadata`` so downstream steps need only the artifact.
+    """
+    import shutil
+
+    from equiseg.config import load_config
+    from equiseg.steps import train_candidate
+
+    trained = train_candidate(
+        load_config(profile, [*overrides, *tuned_overrides]),
+        manifest=data.path,
+        data_root=data.metadata["data_root"],
+        run_id=run_id,
+        dataset_version=dataset_version,
+    )
+    shutil.copyfile(trained.checkpoint, model.path)
+    model.metadata.update({"mlflow_run_id": trained.mlflow_run_id, "model_uri": trained.model_uri})
+    for key, value in trained.metrics.items():
+        metrics.log_metric(key, value)
+    return trained.mlflow_run_id

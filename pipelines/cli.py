@@ -1,0 +1,119 @@
+"""``equiseg pipeline``: run the retraining pipeline locally, or compile / submit / schedule it on Kubeflow.
+
+Registered as a plugin of the ``equiseg`` CLI through the ``equiseg.cli`` entry point (see pyproject.toml), so
+the library does not import this package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from equiseg.cli.common import config_options, resolve_config
+
+
+@click.group("pipeline")
+def group() -> None:
+    """Run the retraining pipeline locally (kfp.local) or compile, submit and schedule it on Kubeflow."""
+
+
+@group.command("run")
+@config_options
+@click.option("--source", default="", help="Data source (synthetic, mfnet, pst900, ...); default: data.source.")
+@click.option("--ingest-root", default="", help="Root folder of a real dataset to ingest (with --source).")
+@click.option("--run-id", default=None, help="Run id (default: <profile>-<UTC timestamp>).")
+def run_cmd(profile: str, overrides: tuple[str, ...], source: str, ingest_root: str, run_id: str | None) -> None:
+    """Run the whole pipeline on this machine: data, validation, DVC, tuning, training, robustness, gate, registry.
+
+    Prints where the data report, robustness report, gate verdict and model card are, and how to open MLflow.
+    Exits 1 if a step failed (the run summary says which); a gate that blocks promotion is not a failure.
+    """
+    from pipelines.local import run_local
+
+    cfg = resolve_config(profile, overrides)
+    try:
+        result = run_local(profile, overrides, data_source=source, ingest_root=ingest_root, run_id=run_id)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(format_run(result.summary, result.run_dir, cfg.tracking.uri))
+
+
+def format_run(summary: dict[str, object], run_dir: Path, tracking_uri: str) -> str:
+    """The closing lines of a run: decision and where everything is."""
+    reports = summary.get("reports", {})
+    assert isinstance(reports, dict)
+    lines = [
+        "",
+        f"equiseg pipeline run {summary.get('run_id')}: {summary.get('state')} in {summary.get('wall_seconds')} s",
+        f"  dataset version : {summary.get('dataset_version', '-')}",
+        f"  gate            : {summary.get('gate_decision', '-')}",
+        f"  registry        : {summary.get('registry', '-')}",
+        f"  run folder      : {run_dir}",
+    ]
+    for name, path in reports.items():
+        lines.append(f"  {name:<16}: {path}")
+    lines.append(f"  MLflow UI       : mlflow ui --backend-store-uri {tracking_uri}")
+    return "\n".join(lines)
+
+
+@group.command("compile")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("retrain.yaml"), show_default=True)
+@click.option(
+    "--target",
+    type=click.Choice(["cluster", "local"]),
+    default="cluster",
+    show_default=True,
+    help="cluster: add GPU resources, node pool, shm, data PVC and secrets; local: the plain pipeline.",
+)
+@click.option("--image", default=None, help="Container image for every step (default: pipeline.image of the profile).")
+@config_options(default_profile="cluster")
+def compile_cmd(out: Path, target: str, image: str | None, profile: str, overrides: tuple[str, ...]) -> None:
+    """Compile the pipeline to KFP v2 YAML for upload to a Kubeflow cluster."""
+    import os
+
+    cfg = resolve_config(profile, overrides)
+    os.environ["EQUISEG_IMAGE"] = image or cfg.pipeline.image
+    from pipelines.cluster import compile_pipeline
+
+    path = compile_pipeline(out, target=target, profile=profile, overrides=list(overrides))
+    click.echo(f"compiled {target} pipeline to {path}")
+
+
+@group.command("submit")
+@click.option("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline.")
+@click.option(
+    "--package",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=Path("retrain.yaml"),
+    show_default=True,
+    help="Compiled pipeline (equiseg pipeline compile).",
+)
+@click.option("--run-name", default=None)
+def submit_cmd(host: str, package: Path, run_name: str | None) -> None:
+    """Submit one run of a compiled pipeline. Auth: a bearer token in $KFP_TOKEN if the endpoint needs one."""
+    from pipelines.cluster import submit
+
+    click.echo(f"submitted run {submit(host, package, run_name=run_name)}")
+
+
+@group.command("schedule")
+@click.option("--host", required=True, help="KFP API endpoint.")
+@click.option(
+    "--package",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=Path("retrain.yaml"),
+    show_default=True,
+)
+@click.option(
+    "--cron",
+    default="0 0 3 * * *",
+    show_default=True,
+    help="Six-field cron, seconds first (KFP); the default is 03:00 every day.",
+)
+@click.option("--job-name", default="equiseg-nightly-retrain", show_default=True)
+def schedule_cmd(host: str, package: Path, cron: str, job_name: str) -> None:
+    """Create a recurring run: no catch-up of missed runs, at most one run at a time."""
+    from pipelines.cluster import schedule
+
+    click.echo(f"scheduled recurring run {schedule(host, package, cron=cron, job_name=job_name)}")

@@ -1,0 +1,58 @@
+"""Cluster-only decoration of the retraining pipeline's tasks (kfp-kubernetes), applied at compile time.
+
+Nothing here runs locally: `kfp.local` ignores resources and platform config (reference: mlops-stack.md §2.4).
+GPU steps get the accelerator, the GPU node pool's selector and toleration, and `/dev/shm` as a memory emptyDir
+(DataLoader workers need more than the container default); every step mounts the data PVC and gets the MLflow and
+S3 credentials from Kubernetes secrets (never from parameters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kfp import kubernetes
+from kfp.dsl import PipelineTask
+
+from equiseg.config import PipelineConfig
+
+DATA_MOUNT = "/data/equiseg"
+MLFLOW_ENV = {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"}
+S3_ENV = {"access_key_id": "AWS_ACCESS_KEY_ID", "secret_access_key": "AWS_SECRET_ACCESS_KEY"}
+POSTGRES_ENV = {"optuna_storage_url": "EQUISEG_OPTUNA_STORAGE"}
+
+
+def decorate_gpu_task(task: PipelineTask, cfg: PipelineConfig) -> None:
+    """GPU accelerator + limit, GPU pool node selector and toleration, shm as a memory emptyDir."""
+    task.set_accelerator_type(cfg.gpu_accelerator).set_accelerator_limit(cfg.gpu_count)
+    for key, value in cfg.gpu_node_selector.items():
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    kubernetes.add_toleration(task, key=cfg.gpu_toleration_key, operator="Exists", effect="NoSchedule")
+    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
+
+
+def decorate_common_task(task: PipelineTask, cfg: PipelineConfig) -> None:
+    """CPU/memory requests, the data PVC and the MLflow, S3 and Optuna-database credentials as env variables."""
+    task.set_cpu_request(cfg.cpu_request).set_memory_request(cfg.memory_request)
+    kubernetes.mount_pvc(task, pvc_name=cfg.data_pvc, mount_path=DATA_MOUNT)
+    kubernetes.use_secret_as_env(task, secret_name=cfg.mlflow_secret, secret_key_to_env=MLFLOW_ENV)
+    kubernetes.use_secret_as_env(task, secret_name=cfg.s3_secret, secret_key_to_env=S3_ENV)
+    kubernetes.use_secret_as_env(task, secret_name=cfg.postgres_secret, secret_key_to_env=POSTGRES_ENV)
+
+
+def decorate_cluster_tasks(
+    cfg: PipelineConfig,
+    *,
+    data_tasks: Iterable[PipelineTask],
+    gpu_tasks: Iterable[PipelineTask],
+    registry_tasks: Iterable[PipelineTask],
+) -> None:
+    """Decorate every task once: all get the common decoration, GPU steps also the GPU one."""
+    seen: set[int] = set()
+    gpu = list(gpu_tasks)
+    for task in [*data_tasks, *gpu, *registry_tasks]:
+        if id(task) in seen:
+            continue
+        seen.add(id(task))
+        decorate_common_task(task, cfg)
+        if any(task is g for g in gpu):
+            decorate_gpu_task(task, cfg)
