@@ -264,10 +264,13 @@ def render_sample(
         noise = rng.random(size=(size, size), dtype=np.float32) < 0.003
         out["event"] = np.where(edges | noise, 255, 0).astype(np.uint8)
     if "hha" in modalities:
-        disparity = np.clip(1.0 / depth_m * 60.0, 0.0, 1.0)
+        disparity = np.clip(3.0 / depth_m, 0.0, 1.0)  # 3 m .. 20 m -> 1 .. 0.15
         above = np.clip(height / 8.0, 0.0, 1.0)
         angle = np.arccos(np.clip(1.0 / norm, -1.0, 1.0)) / (np.pi / 2)
-        out["hha"] = np.clip(np.round(np.stack([disparity, above, angle], axis=2) * 255.0), 0, 255).astype(np.uint8)
+        hha = np.stack([disparity, above, angle], axis=2) + 0.004 * rng.standard_normal(
+            size=(size, size, 3), dtype=np.float32
+        )
+        out["hha"] = np.clip(np.round(hha * 255.0), 0, 255).astype(np.uint8)  # sensor noise: never a dead channel
     return out, label
 
 

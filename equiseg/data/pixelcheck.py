@@ -1,0 +1,221 @@
+"""Per-sample pixel checks run in worker processes by the streaming validator (issue 3, item 5).
+
+Each file is read once: its bytes feed the SHA-256 and the decoder. A sample fails with one or more reason codes;
+a passing sample contributes compact statistics (a 256-bin histogram per modality channel in [0, 1] units and the
+label's class histogram), so the parent aggregates millions of pixels without holding images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from equiseg.data.io import ImageDecodeError, apply_label_encoding, decode_array, file_kind, select_bands
+from equiseg.data.manifest import PathEscapeError, resolve_in_root
+
+__all__ = ["REASON_CODES", "SampleCheck", "check_sample"]
+
+#: Every reason a sample can be quarantined for, with what it means.
+REASON_CODES: dict[str, str] = {
+    "missing_file": "a modality or label file does not exist",
+    "empty_file": "a file has zero bytes",
+    "not_an_image": "a file is no PNG/JPEG/TIFF/NPY/NPZ (bad magic bytes)",
+    "truncated_file": "an image file ends early",
+    "decode_error": "an image file is corrupt or in an unsupported mode",
+    "size_mismatch": "a modality's H×W differs from the declared height/width",
+    "label_size_mismatch": "the label's H×W differs from the declared height/width",
+    "channel_mismatch": "a modality has another channel count than declared",
+    "dtype_mismatch": "a modality has another dtype than declared (e.g. 16-bit where 8-bit is declared)",
+    "label_out_of_range": "the label holds ids outside the class set and not the ignore index",
+    "label_not_single_channel": "the label decodes to several channels or a non-integer type",
+    "nan_values": "a float modality holds NaN",
+    "inf_values": "a float modality holds ±inf",
+    "dead_channel": "a modality channel is constant (dead sensor)",
+    "checksum_mismatch": "a file's SHA-256 differs from the manifest",
+    "duplicate_id": "the sample id appeared earlier in the manifest",
+    "unknown_split": "the split is not train, val or test",
+    "path_absolute": "a path is absolute",
+    "path_parent_escape": "a path contains '..'",
+    "path_symlink_escape": "a path resolves through a symlink outside the data root",
+    "null_field": "a required field is empty",
+    "bad_declaration": "declared size, channels, dtype, bands or label encoding are invalid",
+}
+
+_HIST_BINS = 256
+
+
+@dataclass
+class SampleCheck:
+    """Outcome of checking one sample."""
+
+    index: int
+    reasons: list[tuple[str, str]] = field(default_factory=list)  # (code, message)
+    channel_hist: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (C, 256) int64
+    channel_min: dict[str, np.ndarray] = field(default_factory=dict)
+    channel_max: dict[str, np.ndarray] = field(default_factory=dict)
+    class_hist: np.ndarray | None = None  # (num_classes,) pixel counts; ignore pixels excluded
+    ignore_pixels: int = 0
+    bytes_read: int = 0
+
+
+def _read(root: Path, rel: str, expected_sha: str | None, check: SampleCheck, what: str) -> bytes | None:
+    try:
+        path = resolve_in_root(root, rel)
+    except PathEscapeError as exc:
+        code = str(exc).split(":", 1)[0]
+        check.reasons.append((code, f"{what}: {exc}"))
+        return None
+    if not path.is_file():
+        check.reasons.append(("missing_file", f"{what}: {rel} does not exist under the data root"))
+        return None
+    data = path.read_bytes()
+    check.bytes_read += len(data)
+    if not data:
+        check.reasons.append(("empty_file", f"{what}: {rel} is empty (0 bytes)"))
+        return None
+    if expected_sha and hashlib.sha256(data).hexdigest() != expected_sha:
+        check.reasons.append(("checksum_mismatch", f"{what}: {rel} SHA-256 differs from the manifest"))
+    return data
+
+
+def _decode(data: bytes, rel: str, check: SampleCheck, what: str) -> np.ndarray | None:
+    try:
+        return decode_array(data, rel)
+    except ImageDecodeError as exc:
+        code = exc.code
+        text = str(exc).lower()
+        if code == "decode_error" and file_kind(data[:8]) is not None and ("truncated" in text or "eof" in text):
+            code = "truncated_file"
+        check.reasons.append((code, f"{what}: {exc}"))
+        return None
+
+
+def _unit_bins(channel: np.ndarray, scale: float) -> np.ndarray:
+    """256-bin histogram of ``channel × scale`` clipped to [0, 1] (exact for uint8 with scale 1/255)."""
+    if channel.dtype == np.uint8 and abs(scale * 255.0 - 1.0) < 1e-9:
+        return np.bincount(channel.ravel(), minlength=_HIST_BINS).astype(np.int64)
+    if channel.dtype in (np.uint8, np.uint16):
+        levels = 256 if channel.dtype == np.uint8 else 65536
+        raw_counts = np.bincount(channel.ravel(), minlength=levels)
+        target = np.clip((np.arange(levels) * scale * _HIST_BINS).astype(np.int64), 0, _HIST_BINS - 1)
+        return np.bincount(target, weights=raw_counts, minlength=_HIST_BINS).astype(np.int64)
+    values = channel.astype(np.float64).ravel() * scale
+    values = values[np.isfinite(values)]
+    idx = np.clip((values * _HIST_BINS).astype(np.int64), 0, _HIST_BINS - 1)
+    return np.bincount(idx, minlength=_HIST_BINS).astype(np.int64)
+
+
+def _check_modality(row: Mapping[str, Any], modality: str, array: np.ndarray, check: SampleCheck) -> None:
+    declared_channels = row.get(f"{modality}_channels")
+    declared_dtype = row.get(f"{modality}_dtype")
+    try:
+        array = select_bands(array, row.get(f"{modality}_bands") or "")
+    except ValueError as exc:
+        check.reasons.append(("bad_declaration", f"{modality}: {exc}"))
+        return
+    height, width, channels = array.shape
+    if (height, width) != (row["height"], row["width"]):
+        check.reasons.append(
+            ("size_mismatch", f"{modality}: {height}×{width} but the sample declares {row['height']}×{row['width']}")
+        )
+    if channels == 0 or (declared_channels is not None and channels != declared_channels):
+        check.reasons.append(("channel_mismatch", f"{modality}: {channels} channel(s), declared {declared_channels}"))
+    if declared_dtype and str(array.dtype) != declared_dtype:
+        check.reasons.append(("dtype_mismatch", f"{modality}: dtype {array.dtype}, declared {declared_dtype}"))
+    if channels == 0:
+        return
+    if np.issubdtype(array.dtype, np.floating):
+        if np.isnan(array).any():
+            check.reasons.append(("nan_values", f"{modality}: {int(np.isnan(array).sum())} NaN value(s)"))
+        if np.isinf(array).any():
+            check.reasons.append(("inf_values", f"{modality}: {int(np.isinf(array).sum())} infinite value(s)"))
+    flat = array.reshape(-1, channels)
+    if np.issubdtype(array.dtype, np.floating):
+        finite = np.where(np.isfinite(flat), flat, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channel: min/max are NaN, not "dead"
+            lows, highs = np.nanmin(finite, axis=0), np.nanmax(finite, axis=0)
+    else:
+        lows, highs = flat.min(axis=0), flat.max(axis=0)
+    dead = [c for c in range(channels) if lows[c] == highs[c]]
+    if dead:
+        check.reasons.append(("dead_channel", f"{modality}: channel(s) {dead} constant at {lows[dead[0]]}"))
+    if check.reasons:
+        return
+    scale = row.get(f"{modality}_scale")
+    if scale is None:
+        scale = 1.0 / float(np.iinfo(array.dtype).max) if np.issubdtype(array.dtype, np.integer) else 1.0
+    check.channel_hist[modality] = np.stack([_unit_bins(array[:, :, c], float(scale)) for c in range(channels)])
+    check.channel_min[modality] = lows.astype(np.float64) * float(scale)
+    check.channel_max[modality] = highs.astype(np.float64) * float(scale)
+
+
+def _check_label(row: Mapping[str, Any], array: np.ndarray, num_classes: int, ignore: int, check: SampleCheck) -> None:
+    if array.shape[2] != 1 or not np.issubdtype(array.dtype, np.integer):
+        check.reasons.append(
+            ("label_not_single_channel", f"label: shape {array.shape} dtype {array.dtype}, need one integer channel")
+        )
+        return
+    if array.shape[:2] != (row["height"], row["width"]):
+        check.reasons.append(
+            (
+                "label_size_mismatch",
+                f"label: {array.shape[0]}×{array.shape[1]} but the sample declares {row['height']}×{row['width']}",
+            )
+        )
+    try:
+        label = apply_label_encoding(array[:, :, 0], row.get("label_encoding") or "identity", ignore)
+    except ValueError as exc:
+        check.reasons.append(("bad_declaration", f"label: {exc}"))
+        return
+    counts = np.bincount(label.ravel().clip(0, None), minlength=max(num_classes, ignore + 1))
+    bad = [i for i in np.flatnonzero(counts).tolist() if i >= num_classes and i != ignore]
+    if (label < 0).any():
+        bad.insert(0, int(label.min()))
+    if bad:
+        check.reasons.append(
+            ("label_out_of_range", f"label: ids {bad[:8]} outside 0..{num_classes - 1} and not ignore {ignore}")
+        )
+        return
+    check.class_hist = counts[:num_classes].astype(np.int64)
+    check.ignore_pixels = int(counts[ignore]) if ignore < counts.size else 0
+
+
+def check_sample(
+    index: int,
+    row: Mapping[str, Any],
+    root: Path,
+    modalities: Sequence[str],
+    num_classes: int,
+    ignore_index: int = 255,
+) -> SampleCheck:
+    """Check every file of one manifest row; returns reasons (empty when the sample is good) and statistics."""
+    check = SampleCheck(index=index)
+    for modality in modalities:
+        rel = row.get(f"{modality}_path")
+        if not rel:
+            check.reasons.append(("null_field", f"{modality}_path is empty"))
+            continue
+        data = _read(root, rel, row.get(f"{modality}_sha256"), check, modality)
+        if data is None:
+            continue
+        array = _decode(data, rel, check, modality)
+        if array is not None:
+            _check_modality(row, modality, array, check)
+    label_rel = row.get("label_path")
+    if label_rel:
+        data = _read(root, label_rel, row.get("label_sha256"), check, "label")
+        if data is not None:
+            array = _decode(data, label_rel, check, "label")
+            if array is not None:
+                _check_label(row, array, num_classes, ignore_index, check)
+    if check.reasons:
+        check.channel_hist.clear()
+        check.class_hist = None
+    return check

@@ -1,0 +1,244 @@
+"""Self-contained HTML report of a validation run: inline CSS and inline SVG charts, opens offline.
+
+GX Data Docs load their styling from CDNs (mlops-stack.md §4.3), so the pipeline's HTML artifact is this single file;
+the Data Docs folder ships beside it.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["bar_chart_svg", "write_report"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1d2330;max-width:1100px}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #dde;padding-bottom:.2rem}
+.verdict{display:inline-block;padding:.3rem .8rem;border-radius:4px;font-weight:600;color:#fff}
+.pass{background:#2e7d32}.fail{background:#c62828}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{border:1px solid #ccd;padding:.25rem .5rem;
+text-align:left;vertical-align:top}th{background:#f2f4f8}.num{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#2e7d32}.bad{color:#c62828;font-weight:600}pre{background:#f6f8fa;padding:.6rem;white-space:pre-wrap}
+.charts{display:flex;flex-wrap:wrap;gap:1.2rem}.chart{border:1px solid #e3e6ee;padding:.4rem}
+small{color:#667}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def bar_chart_svg(
+    values: Sequence[float], labels: Sequence[str], *, title: str, width: int = 460, height: int = 180
+) -> str:
+    """An inline SVG bar chart (no scripts, no external assets)."""
+    n = max(1, len(values))
+    top = max([float(v) for v in values] + [1e-12])
+    pad_left, pad_bottom, pad_top = 8, 34, 20
+    bar_w = (width - pad_left * 2) / n
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="{_e(title)}"><title>{_e(title)}</title>',
+        f'<text x="{pad_left}" y="14" font-size="12" font-weight="600">{_e(title)}</text>',
+    ]
+    usable = height - pad_bottom - pad_top
+    for i, (value, label) in enumerate(zip(values, labels, strict=True)):
+        h = usable * float(value) / top
+        x = pad_left + i * bar_w
+        y = pad_top + usable - h
+        parts.append(
+            f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{max(bar_w - 2, 1):.1f}" height="{h:.1f}" fill="#3f6fb5">'
+            f"<title>{_e(label)}: {float(value):.4g}</title></rect>"
+        )
+        if n <= 16 or i % max(1, n // 8) == 0:
+            parts.append(
+                f'<text x="{x + bar_w / 2:.1f}" y="{height - pad_bottom + 12}" font-size="9" '
+                f'text-anchor="middle">{_e(label)[:10]}</text>'
+            )
+    parts.append(
+        f'<line x1="{pad_left}" y1="{pad_top + usable}" x2="{width - pad_left}" y2="{pad_top + usable}" stroke="#889"/>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = []
+    for row in rows:
+        cells = "".join(
+            f'<td class="num">{_e(v)}</td>' if i in numeric else f"<td>{v if isinstance(v, _Raw) else _e(v)}</td>"
+            for i, v in enumerate(row)
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+class _Raw(str):
+    """Pre-escaped HTML inside a table cell."""
+
+
+def write_report(
+    path: Path,
+    *,
+    stats: Mapping[str, Any],
+    quarantine_rows: Sequence[Mapping[str, Any]],
+    summary: str,
+    reason_descriptions: Mapping[str, str],
+    class_names: Sequence[str] | None = None,
+    max_quarantine_rows: int = 500,
+) -> Path:
+    """Write ``report.html`` (verdict, counts, blocking rules, quarantine table, charts, drift, GX results)."""
+    passed = bool(stats.get("passed"))
+    verdict = '<span class="verdict pass">PASSED</span>' if passed else '<span class="verdict fail">FAILED</span>'
+    sections: list[str] = [
+        f"<h1>equiseg data validation {verdict}</h1>",
+        f"<p><small>manifest {_e(stats.get('manifest'))} · sha256 {_e(stats.get('manifest_sha256', ''))[:16]}… · "
+        f"class set {_e(stats.get('class_set') or 'n/a')}</small></p>",
+        f"<pre>{_e(summary)}</pre>",
+        "<h2>Counts</h2>",
+        _table(
+            ["rows in", "validated", "quarantined", "bytes read"],
+            [
+                [
+                    stats.get("rows_in"),
+                    stats.get("rows_validated"),
+                    stats.get("rows_quarantined"),
+                    stats.get("bytes_read"),
+                ]
+            ],
+            numeric=(0, 1, 2, 3),
+        ),
+        _table(
+            ["split", "validated samples"], [[k, v] for k, v in stats.get("split_counts", {}).items()], numeric=(1,)
+        ),
+        _table(
+            ["condition", "validated samples"],
+            [[k, v] for k, v in stats.get("condition_counts", {}).items()],
+            numeric=(1,),
+        ),
+    ]
+    blocking = stats.get("blocking") or []
+    sections.append("<h2>Blocking rules</h2>")
+    if blocking:
+        sections.append("<ul>" + "".join(f'<li class="bad">{_e(b)}</li>' for b in blocking) + "</ul>")
+    else:
+        sections.append(
+            f'<p class="ok">none triggered (quarantine ≤ {float(stats.get("max_quarantine_fraction", 0)):.1%}, '
+            f"drift ≤ {float(stats.get('drift_threshold', 0)):.3f})</p>"
+        )
+
+    sections.append("<h2>Quarantine</h2>")
+    counts = stats.get("reason_counts", {})
+    if counts:
+        sections.append(
+            _table(
+                ["reason", "samples", "meaning"],
+                [[code, n, reason_descriptions.get(code, "")] for code, n in counts.items()],
+                numeric=(1,),
+            )
+        )
+        shown = quarantine_rows[:max_quarantine_rows]
+        sections.append(
+            _table(
+                ["sample", "split", "reasons", "details"],
+                [[r["sample_id"], r["split"], ", ".join(r["codes"]), r["message"]] for r in shown],
+            )
+        )
+        if len(quarantine_rows) > len(shown):
+            sections.append(f"<p><small>{len(quarantine_rows) - len(shown)} more in quarantine.parquet</small></p>")
+    else:
+        sections.append('<p class="ok">no sample quarantined</p>')
+
+    sections.append("<h2>Class histogram (validated samples, pixels)</h2>")
+    histogram = stats.get("class_histogram", {})
+    total = sum(histogram.values()) or 1
+    names = list(class_names or [])
+    labels = [names[int(c)] if int(c) < len(names) else f"class {c}" for c in histogram]
+    charts = ['<div class="charts"><div class="chart">']
+    charts.append(bar_chart_svg([v / total for v in histogram.values()], labels, title="pixel share per class"))
+    charts.append("</div></div>")
+    sections.append("".join(charts))
+    sections.append(
+        _table(
+            ["class", "pixels", "share"],
+            [[lbl, n, f"{n / total:.2%}"] for lbl, n in zip(labels, histogram.values(), strict=True)],
+            numeric=(1, 2),
+        )
+    )
+
+    sections.append("<h2>Modality intensities ([0, 1] units)</h2>")
+    mod_rows = []
+    charts = ['<div class="charts">']
+    for modality, summary_m in stats.get("modalities", {}).items():
+        for c, channel in enumerate(summary_m["channels"]):
+            mod_rows.append(
+                [
+                    f"{modality}[{c}]",
+                    f"{channel['mean']:.4f}",
+                    f"{channel['std']:.4f}",
+                    f"{summary_m['min'][c]:.4f}",
+                    f"{summary_m['max'][c]:.4f}",
+                ]
+            )
+            bins = [f"{i / 32:.2f}" for i in range(32)]
+            charts.append(
+                '<div class="chart">'
+                + bar_chart_svg(channel["hist32"], bins, title=f"{modality} channel {c}", width=300, height=140)
+                + "</div>"
+            )
+    charts.append("</div>")
+    sections.append(_table(["channel", "mean", "std", "min", "max"], mod_rows, numeric=(1, 2, 3, 4)))
+    sections.append("".join(charts))
+
+    sections.append("<h2>Drift against the reference profile</h2>")
+    drift = stats.get("drift") or {}
+    if drift:
+        threshold = float(stats.get("drift_threshold", 0))
+        sections.append(
+            _table(
+                ["statistic", "total-variation distance", "threshold", "status"],
+                [
+                    [
+                        k,
+                        f"{v:.4f}",
+                        f"{threshold:.3f}",
+                        _Raw('<span class="bad">drift</span>' if v > threshold else "ok"),
+                    ]
+                    for k, v in drift.items()
+                ],
+                numeric=(1, 2),
+            )
+        )
+        sections.append(f"<p><small>reference: {_e(stats.get('reference_profile'))}</small></p>")
+    else:
+        sections.append("<p><small>no reference profile given (first accepted version)</small></p>")
+
+    sections.append("<h2>Manifest expectations (Great Expectations)</h2>")
+    sections.append(
+        _table(
+            ["expectation", "column", "result", "unexpected rows"],
+            [
+                [
+                    e["expectation"],
+                    e["column"],
+                    _Raw('<span class="ok">pass</span>' if e["success"] else '<span class="bad">fail</span>'),
+                    e["unexpected"],
+                ]
+                for e in stats.get("expectations", [])
+            ],
+            numeric=(3,),
+        )
+    )
+    sections.append("<p><small>Full GX Data Docs: gx_docs/index.html beside this file.</small></p>")
+
+    document = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        "<title>equiseg data validation</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(document, encoding="utf-8")
+    return path
