@@ -1,0 +1,273 @@
+"""Self-describing, atomically written training checkpoints (issue 6, "Checkpoints"; reference code-style §4.7).
+
+A checkpoint is a plain dict saved with ``torch.save`` and read back with ``torch.load(weights_only=True)``, so
+loading never executes pickled code. It records everything needed to rebuild and resume:
+
+``format`` / ``format_version`` (``equiseg-checkpoint`` / 1), ``equiseg_version``, ``model_name`` and
+``build_kwargs`` (``create_model(model_name, **build_kwargs)`` rebuilds the architecture), ``model`` (state dict),
+``model_digest`` (sha256 over the model tensors, catches bit rot the zip container misses), ``optimizer``,
+``scheduler`` (the step the pure LR schedule resumes from), ``scaler`` (empty: bf16 needs no loss scaling),
+``rng`` (python / numpy / torch / CUDA generator states), ``epoch`` and ``epoch_step`` (where to resume: a
+mid-epoch checkpoint has ``epoch_step > 0``), ``global_step``, ``best_metric``, ``metrics`` and ``config`` (the
+resolved :class:`~equiseg.config.EquisegConfig` as a dict).
+
+Writes go to a temporary file in the same folder, are flushed and fsynced, then renamed over the target, so a
+crash (``kill -9``, pre-emption) leaves either the previous or the new checkpoint, never a torn one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import equiseg
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_FORMAT_VERSION",
+    "CheckpointError",
+    "capture_rng_state",
+    "load_checkpoint",
+    "load_model_from_checkpoint",
+    "restore_rng_state",
+    "save_checkpoint",
+    "state_digest",
+    "unwrap_model",
+]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "equiseg-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+_REQUIRED_KEYS = ("format", "format_version", "model_name", "build_kwargs", "model", "model_digest")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupted, foreign or does not fit the model; the message says what to do."""
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare model inside ``DistributedDataParallel`` / ``torch.compile`` wrappers."""
+    inner: nn.Module = model
+    while True:
+        if hasattr(inner, "module") and isinstance(inner.module, nn.Module):
+            inner = inner.module
+        elif hasattr(inner, "_orig_mod") and isinstance(inner._orig_mod, nn.Module):
+            inner = inner._orig_mod
+        else:
+            return inner
+
+
+def state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of a state dict's tensors (order independent)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, numpy, torch (and CUDA) generator states as weights-only-loadable values."""
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": (str(np_name), [int(k) for k in np_keys], int(np_pos), int(np_has_gauss), float(np_gauss)),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state` (missing entries are left alone)."""
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        name, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    config: Mapping[str, Any] | None = None,
+    epoch: int = 0,
+    epoch_step: int = 0,
+    global_step: int = 0,
+    best_metric: float | None = None,
+    metrics: Mapping[str, float] | None = None,
+    history: Sequence[Mapping[str, float]] | None = None,
+    include_rng: bool = True,
+) -> Path:
+    """Write a self-describing checkpoint atomically (temp file + fsync + rename); returns the path.
+
+    Args:
+        path: target file (``*.pt``); its folder is created.
+        model: the model (DDP / compile wrappers are unwrapped); must expose ``model_name`` and ``build_kwargs``.
+        optimizer: optional optimiser whose state is stored for resuming.
+        config: the resolved config as a plain dict (``config_to_dict(cfg)``).
+        epoch: the epoch to resume in (0-based); with ``epoch_step == 0`` it is the next epoch to start.
+        epoch_step: optimiser steps already done inside ``epoch`` (mid-epoch checkpoints).
+        global_step: optimiser steps done since the start of training (drives the LR schedule).
+        best_metric: best objective value so far (``None`` before the first robustness evaluation).
+        metrics: latest metrics, for humans and for :func:`load_model_from_checkpoint` callers.
+        history: per-epoch metrics so far (restored on resume, so curves survive a crash).
+        include_rng: store the generator states so a resumed run continues the same random streams.
+    """
+    bare = unwrap_model(model)
+    model_name = getattr(bare, "model_name", None)
+    build_kwargs = getattr(bare, "build_kwargs", None)
+    if not isinstance(model_name, str) or not isinstance(build_kwargs, dict):
+        raise TypeError(
+            f"{type(bare).__name__} has no model_name/build_kwargs; checkpoints only hold models built with "
+            "equiseg.models.create_model, which are self-describing"
+        )
+    state = {name: tensor.detach().cpu() for name, tensor in bare.state_dict().items()}
+    payload: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "equiseg_version": equiseg.__version__,
+        "model_name": model_name,
+        "build_kwargs": dict(build_kwargs),
+        "model": state,
+        "model_digest": state_digest(state),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": {"kind": "warmup_poly", "global_step": int(global_step)},
+        "scaler": {},
+        "rng": capture_rng_state() if include_rng else {},
+        "epoch": int(epoch),
+        "epoch_step": int(epoch_step),
+        "global_step": int(global_step),
+        "best_metric": None if best_metric is None else float(best_metric),
+        "metrics": {str(k): float(v) for k, v in (metrics or {}).items()},
+        "history": [{str(k): float(v) for k, v in h.items()} for h in (history or [])],
+        "config": dict(config or {}),
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+    logger.debug("saved checkpoint %s (epoch %d, step %d)", target, epoch, global_step)
+    return target
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and verify a checkpoint with ``torch.load(weights_only=True)``.
+
+    Raises:
+        CheckpointError: the file is missing, truncated or corrupted, holds pickled objects other than tensors and
+            plain containers, is not an equiseg checkpoint, comes from a newer format, or its model tensors do not
+            match their stored digest.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise CheckpointError(f"checkpoint {source} does not exist; check the path (training writes last.pt/best.pt)")
+    try:
+        payload = torch.load(source, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{source} holds pickled objects that weights_only loading refuses ({exc}); it is not an equiseg "
+            "checkpoint, and equiseg never unpickles code. Re-export it with equiseg.training.save_checkpoint"
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{source} is corrupted or truncated and cannot be read ({type(exc).__name__}: {exc}); "
+            "resume from an earlier checkpoint (best.pt / last.pt) or retrain"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = sorted(map(str, payload))[:8] if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(
+            f"{source} is not an equiseg checkpoint (expected format {CHECKPOINT_FORMAT!r}, found {found}); "
+            "pass a last.pt/best.pt written by `equiseg train`"
+        )
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{source} has checkpoint format version {version!r}, newer than this equiseg understands "
+            f"({CHECKPOINT_FORMAT_VERSION}); upgrade equiseg (it was written by {payload.get('equiseg_version')})"
+        )
+    missing = [key for key in _REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"{source} lacks required entries {missing}; it is incomplete, retrain or re-save it")
+    if state_digest(payload["model"]) != payload["model_digest"]:
+        raise CheckpointError(
+            f"{source} is corrupted: its model tensors do not match the stored sha256 digest; "
+            "resume from an earlier checkpoint or retrain"
+        )
+    return payload
+
+
+def load_model_from_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes and load its weights strictly; returns ``(model.eval(), ckpt)``.
+
+    The model is rebuilt with ``create_model(ckpt["model_name"], **ckpt["build_kwargs"])``.
+
+    Raises:
+        CheckpointError: see :func:`load_checkpoint`, plus an unknown model name or weights that do not fit the
+            rebuilt architecture (missing / unexpected keys, wrong shapes).
+    """
+    from equiseg.models import create_model  # imported here: models import nothing from training
+
+    ckpt = load_checkpoint(path, map_location="cpu")
+    build_kwargs = dict(ckpt["build_kwargs"])
+    try:
+        model = create_model(ckpt["model_name"], **build_kwargs)
+    except KeyError as exc:
+        raise CheckpointError(
+            f"{path} was written for model {ckpt['model_name']!r}, which this equiseg does not register: {exc}"
+        ) from exc
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path} does not fit {ckpt['model_name']} built with {build_kwargs}: {exc}. "
+            "The checkpoint was written by a different architecture or equiseg version"
+        ) from exc
+    return model.to(device).eval(), ckpt

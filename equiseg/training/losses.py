@@ -1,0 +1,70 @@
+"""Segmentation losses: plain cross-entropy and online hard example mining (OHEM) cross-entropy.
+
+OHEM as used by CMX / CMNeXt / EQUISeg (§4.1, "OHEM cross-entropy"): compute the per-pixel CE, keep the pixels whose
+ground-truth probability is below ``thresh`` (i.e. loss above ``-log(thresh)``), but never fewer than ``min_kept``
+of the hardest valid pixels, and average over the kept ones. Ignored pixels (label ``ignore_index``) never count.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["ohem_cross_entropy", "segmentation_loss"]
+
+
+def ohem_cross_entropy(
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    thresh: float = 0.7,
+    min_kept_fraction: float = 1.0 / 16,
+    ignore_index: int = 255,
+) -> Tensor:
+    """OHEM cross-entropy over a batch.
+
+    Args:
+        logits: ``(B, K, H, W)`` class scores.
+        labels: ``(B, H, W)`` int64 labels.
+        thresh: probability threshold; pixels predicted with GT probability below it are "hard".
+        min_kept_fraction: at least this share of the valid pixels (and at least one) is kept, hardest first.
+        ignore_index: label that is not scored.
+
+    Returns:
+        Scalar loss; 0 (with a gradient path) when the batch has no valid pixel.
+    """
+    if not 0.0 < thresh <= 1.0:
+        raise ValueError(f"train.ohem_thresh must be in (0, 1], got {thresh}")
+    pixel_loss = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="none").flatten()
+    valid = labels.flatten() != ignore_index
+    valid_loss = pixel_loss[valid]
+    if valid_loss.numel() == 0:
+        return logits.sum() * 0.0
+    min_kept = max(1, int(valid_loss.numel() * min_kept_fraction))
+    hard = valid_loss[valid_loss > -math.log(thresh)]
+    if hard.numel() < min_kept:
+        hard = torch.topk(valid_loss, min_kept, sorted=False).values
+    return hard.mean()
+
+
+def segmentation_loss(
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    kind: Literal["ce", "ohem"] = "ce",
+    ignore_index: int = 255,
+    ohem_thresh: float = 0.7,
+) -> Tensor:
+    """Main segmentation loss selected by ``train.loss`` (``ce`` or ``ohem``); computed in fp32."""
+    if kind == "ce":
+        valid = labels != ignore_index
+        if not bool(valid.any()):
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index)
+    if kind == "ohem":
+        return ohem_cross_entropy(logits, labels, thresh=ohem_thresh, ignore_index=ignore_index)
+    raise ValueError(f"unknown train.loss {kind!r}; use 'ce' or 'ohem'")
