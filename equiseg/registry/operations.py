@@ -224,7 +224,7 @@ def register_candidate(
             run_id = client.get_logged_model(model_id).source_run_id
     elif model_uri.startswith("runs:/") and run_id is None:
         run_id = model_uri.removeprefix("runs:/").split("/")[0]
-    tags = {LINEAGE_PREFIX + k: str(v) for k, v in (lineage or {}).items()}
+    tags = {LINEAGE_PREFIX + k.removeprefix("equiseg."): str(v) for k, v in (lineage or {}).items()}
     mv = client.create_model_version(model_name, source=model_uri, run_id=run_id, tags=tags, model_id=model_id)
     version = str(mv.version)
     if verdict is not None:

@@ -131,6 +131,15 @@ class GateVerdict:
             return [f"all {len(self.checks)} checks passed"]
         return [c.reason for c in failed]
 
+    def headline(self) -> str:
+        """One line for logs and run summaries, e.g. ``passed (12 checks, vs champion v3)``."""
+        against = "first run, floors only" if self.first_run else f"vs champion v{self.champion_version}"
+        if self.passed:
+            return f"passed ({len(self.checks)} checks, {against}, mode {self.mode})"
+        names = ", ".join(c.name for c in self.failed_checks[:3])
+        more = f" and {len(self.failed_checks) - 3} more" if len(self.failed_checks) > 3 else ""
+        return f"blocked: {names}{more} failed ({against})"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-safe; non-finite numbers become ``None``)."""
         return _json_safe(dataclasses.asdict(self) | {"reasons": self.reasons})
@@ -185,7 +194,7 @@ class GateVerdict:
         for c in self.checks:
             mark = "pass" if c.passed else "**FAIL**"
             lines.append(f"| `{c.name}` | {_fmt(c.value)} | {_fmt(c.threshold)} | {_fmt(c.margin)} | {mark} |")
-        keys = sorted(set(self.candidate_metrics) | set(self.champion_metrics))
+        keys = sorted(k for k in set(self.candidate_metrics) | set(self.champion_metrics) if not k.startswith("miou/"))
         if keys:
             lines += ["", "## Summary metrics", "", "| metric | candidate | champion |", "| --- | ---: | ---: |"]
             for k in keys:

@@ -1,0 +1,68 @@
+"""``equiseg gate``: score a candidate and the current champion on the same data and decide on promotion."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from equiseg.cli.common import config_options, resolve_config
+
+
+@click.command("gate")
+@config_options
+@click.option(
+    "--candidate", required=True, help="Candidate model: a checkpoint path or an MLflow model URI (models:/...)."
+)
+@click.option(
+    "--manifest",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Data manifest; its validation split is the evaluation data for candidate AND champion.",
+)
+@click.option(
+    "--data-root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Data root."
+)
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
+@click.option(
+    "--tracking-uri", default=None, help="MLflow tracking/registry URI (default: tracking.uri of the config)."
+)
+@click.option("--run-id", default=None, help="MLflow run of the candidate; gate.json and gate.md are logged to it.")
+def command(
+    profile: str,
+    overrides: tuple[str, ...],
+    candidate: str,
+    manifest: Path,
+    data_root: Path,
+    out_dir: Path,
+    tracking_uri: str | None,
+    run_id: str | None,
+) -> None:
+    """Run the robustness promotion gate and write OUT/gate.json and OUT/gate.md.
+
+    The champion (models:/<gate.model_name>@champion) is re-scored on exactly the candidate's evaluation data,
+    suite and seed in this run; with no champion only the value floors apply. Exits 0 when the candidate passes,
+    1 when it is blocked (so CI and pipelines can branch on it), 2 on usage errors. Policy: the gate: section of
+    the profile (see docs/gate.md).
+    """
+    from equiseg.registry import run_gate
+
+    cfg = resolve_config(profile, overrides)
+    verdict = run_gate(
+        cfg,
+        candidate=candidate,
+        manifest=manifest,
+        data_root=data_root,
+        out_dir=out_dir,
+        tracking_uri=tracking_uri,
+        candidate_run_id=run_id,
+    )
+    click.echo(f"gate {verdict.headline()}")
+    for reason in verdict.reasons:
+        click.echo(f"  - {reason}")
+    click.echo(f"report: {out_dir / 'gate.md'}")
+    if not verdict.passed:
+        sys.exit(1)

@@ -1,0 +1,197 @@
+"""``equiseg registry``: register, promote, approve, roll back and list model versions (MLflow aliases)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from equiseg.cli.common import config_options, resolve_config
+from equiseg.config import EquisegConfig
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _registry_options(func: F) -> F:
+    func = click.option(
+        "--tracking-uri", default=None, help="MLflow tracking/registry URI (default: tracking.uri of the config)."
+    )(func)
+    return config_options(func)
+
+
+def _uri(cfg: EquisegConfig, tracking_uri: str | None) -> str:
+    from equiseg.tracking import resolve_tracking_uri
+
+    return resolve_tracking_uri(tracking_uri or cfg.tracking.uri)
+
+
+def _refused(exc: Exception) -> None:
+    click.echo(f"refused: {exc}", err=True)
+    sys.exit(1)
+
+
+@click.group("registry")
+def group() -> None:
+    """Model registry operations on models:/<gate.model_name> (aliases champion, previous_champion, challenger).
+
+    Stages are never used. Promotion, approval and rollback run under a lock with a compare-and-set on the champion
+    version (docs/gate.md); refusals exit 1 with the reason.
+    """
+
+
+@group.command("register")
+@_registry_options
+@click.option("--model-uri", required=True, help="Logged model to register, e.g. models:/m-<id>.")
+@click.option(
+    "--verdict",
+    "verdict_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="gate.json of this candidate; without it the version cannot be promoted.",
+)
+@click.option("--run-id", default=None, help="MLflow run that produced the model (default: from the model URI).")
+@click.option(
+    "--lineage",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Lineage tag, e.g. dataset_version=<md5>.dir, git_commit=..., pipeline_run_id=..., config_hash=... "
+    "(repeatable).",
+)
+def register(
+    profile: str,
+    overrides: tuple[str, ...],
+    tracking_uri: str | None,
+    model_uri: str,
+    verdict_path: Path | None,
+    run_id: str | None,
+    lineage: tuple[str, ...],
+) -> None:
+    """Register a logged model as a new version with lineage and verdict tags; prints the version. No alias moves."""
+    from equiseg.config import config_hash
+    from equiseg.registry import GateVerdict, register_candidate
+
+    cfg = resolve_config(profile, overrides)
+    tags = {"config_hash": config_hash(cfg)}
+    for item in lineage:
+        if "=" not in item:
+            raise click.UsageError(f"--lineage {item!r} must look like KEY=VALUE")
+        key, value = item.split("=", 1)
+        tags[key.strip()] = value
+    verdict = GateVerdict.from_json(verdict_path.read_text()) if verdict_path else None
+    version = register_candidate(
+        model_uri,
+        model_name=cfg.gate.model_name,
+        verdict=verdict,
+        lineage=tags,
+        run_id=run_id,
+        tracking_uri=_uri(cfg, tracking_uri),
+    )
+    click.echo(version)
+
+
+@group.command("promote")
+@_registry_options
+@click.option("--version", "version", required=True, help="Version to promote.")
+@click.option(
+    "--mode",
+    type=click.Choice(["enabled", "dry_run", "manual"]),
+    default=None,
+    help="Override gate.mode: enabled moves champion, manual sets challenger, dry_run moves nothing.",
+)
+def promote_cmd(
+    profile: str, overrides: tuple[str, ...], tracking_uri: str | None, version: str, mode: str | None
+) -> None:
+    """Promote a version with a passing verdict (champion moves last; previous_champion keeps the old one)."""
+    from equiseg.registry import PromotionError, promote
+
+    cfg = resolve_config(profile, overrides)
+    try:
+        result = promote(
+            cfg.gate.model_name,
+            version,
+            mode=mode or cfg.gate.mode,  # type: ignore[arg-type]
+            tracking_uri=_uri(cfg, tracking_uri),
+            lock_uri=cfg.gate.lock_uri,
+        )
+    except PromotionError as exc:
+        _refused(exc)
+    else:
+        click.echo(f"{result.action}: {result.message}")
+
+
+@group.command("approve")
+@_registry_options
+@click.option("--version", default=None, help="Version to approve (default: the challenger).")
+@click.option("--approver", required=True, help="Who approves (recorded as the equiseg.approved_by tag).")
+def approve_cmd(
+    profile: str, overrides: tuple[str, ...], tracking_uri: str | None, version: str | None, approver: str
+) -> None:
+    """Approve the challenger (manual mode): it becomes champion under the same checks as promote."""
+    from equiseg.registry import PromotionError, approve
+
+    cfg = resolve_config(profile, overrides)
+    try:
+        result = approve(
+            cfg.gate.model_name,
+            version,
+            approver=approver,
+            tracking_uri=_uri(cfg, tracking_uri),
+            lock_uri=cfg.gate.lock_uri,
+        )
+    except PromotionError as exc:
+        _refused(exc)
+    else:
+        click.echo(f"{result.action}: {result.message}")
+
+
+@group.command("rollback")
+@_registry_options
+@click.option("--reason", required=True, help="Why (recorded in tags on both versions and the registered model).")
+def rollback_cmd(profile: str, overrides: tuple[str, ...], tracking_uri: str | None, reason: str) -> None:
+    """Move champion back to previous_champion."""
+    from equiseg.registry import PromotionError, rollback
+
+    cfg = resolve_config(profile, overrides)
+    try:
+        result = rollback(
+            cfg.gate.model_name, reason=reason, tracking_uri=_uri(cfg, tracking_uri), lock_uri=cfg.gate.lock_uri
+        )
+    except PromotionError as exc:
+        _refused(exc)
+    else:
+        click.echo(f"{result.action}: {result.message}")
+
+
+@group.command("list")
+@_registry_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_cmd(profile: str, overrides: tuple[str, ...], tracking_uri: str | None, as_json: bool) -> None:
+    """List versions with aliases, gate verdicts, key metrics and lineage (newest first)."""
+    from dataclasses import asdict
+
+    from equiseg.registry import audit_registry, list_versions
+
+    cfg = resolve_config(profile, overrides)
+    uri = _uri(cfg, tracking_uri)
+    versions = list_versions(cfg.gate.model_name, tracking_uri=uri)
+    if as_json:
+        click.echo(json.dumps([asdict(v) for v in versions], indent=2))
+        return
+    if not versions:
+        click.echo(f"no versions of {cfg.gate.model_name!r} at {uri}")
+        return
+    click.echo(f"{'version':>7}  {'aliases':<28} {'gate':<7} {'clean':>6} {'emm':>6} {'worst':>6}  dataset")
+    for v in versions:
+        gate = {True: "pass", False: "FAIL", None: "-"}[v.gate_passed]
+        m = v.metrics
+        row = [f"{m[k]:6.2f}" if k in m else f"{'-':>6}" for k in ("clean_miou", "emm_avg", "worst_slice_miou")]
+        click.echo(
+            f"{v.version:>7}  {','.join(v.aliases) or '-':<28} {gate:<7} {' '.join(row)}  "
+            f"{v.lineage.get('dataset_version', '-')}"
+        )
+    for problem in audit_registry(cfg.gate.model_name, tracking_uri=uri):
+        click.echo(f"WARNING: {problem}", err=True)
