@@ -33,6 +33,7 @@ from equiseg.robustness.protocols import (
     missing_weights,
     remove_modalities,
 )
+from equiseg.robustness.report import PredictionExample, collect_examples, write_robustness_report
 from equiseg.robustness.result import RobustnessResult, SliceResult
 from equiseg.robustness.runner import SUITES, evaluate_robustness, plan_suite
 
@@ -45,12 +46,14 @@ __all__ = [
     "SUITES",
     "ConfusionMatrix",
     "DegradationSpec",
+    "PredictionExample",
     "RobustnessResult",
     "SliceResult",
     "apply_degradation",
     "apply_noisy_modalities",
     "apply_random_missing",
     "bootstrap_miou_ci",
+    "collect_examples",
     "confusion_matrix",
     "degradations_for",
     "evaluate_robustness",
@@ -65,4 +68,5 @@ __all__ = [
     "per_image_miou",
     "plan_suite",
     "remove_modalities",
+    "write_robustness_report",
 ]

@@ -54,7 +54,7 @@ from equiseg.robustness.protocols import (
 )
 from equiseg.robustness.result import RobustnessResult, SliceResult, metric_safe
 
-__all__ = ["SUITES", "SliceSpec", "evaluate_robustness", "plan_suite"]
+__all__ = ["SUITES", "SliceSpec", "evaluate_robustness", "model_logits", "plan_suite", "slice_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -181,11 +181,13 @@ def _corrupt_transform(modality: str, name: str, severity: int) -> Transform:
     return transform
 
 
-def _slice_seed(seed: int, slice_name: str, batch_index: int) -> int:
+def slice_seed(seed: int, slice_name: str, batch_index: int) -> int:
+    """Seed of the generator for one (slice, batch): independent of the other slices and of evaluation order."""
     return zlib.crc32(f"{seed}:{slice_name}:{batch_index}".encode())
 
 
-def _logits_of(output: Any) -> torch.Tensor:
+def model_logits(output: Any) -> torch.Tensor:
+    """Logits of a model output: the tensor itself or its ``.logits`` (``SegmentationOutput``)."""
     if isinstance(output, torch.Tensor):
         return output
     logits = getattr(output, "logits", None)
@@ -256,7 +258,7 @@ def _make_slice(
         hists,
         samples=bootstrap_samples,
         level=ci_level,
-        seed=_slice_seed(seed, "bootstrap/" + name, 0),
+        seed=slice_seed(seed, "bootstrap/" + name, 0),
         absent_as_zero=absent_as_zero,
     )
     return SliceResult(
@@ -344,14 +346,14 @@ def evaluate_robustness(
                     inputs = batch.inputs
                     if spec.transform is not None:
                         generator = torch.Generator(device=dev)
-                        generator.manual_seed(_slice_seed(seed, spec.name, index))
+                        generator.manual_seed(slice_seed(seed, spec.name, index))
                         _sync(dev)
                         t0 = time.perf_counter()
                         inputs = spec.transform(inputs, generator)
                         _sync(dev)
                         degrade_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
-                    logits = _logits_of(model(inputs))
+                    logits = model_logits(model(inputs))
                     if logits.shape[-2:] != batch.label.shape[-2:]:
                         logits = F.interpolate(
                             logits, size=batch.label.shape[-2:], mode="bilinear", align_corners=False

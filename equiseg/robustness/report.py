@@ -1,0 +1,379 @@
+"""Robustness report: ``robustness.json``, ``robustness.md``, a self-contained ``robustness.html`` and PNG figures.
+
+Figures (matplotlib, object API with the Agg canvas, so no global pyplot state and no display needed):
+
+- ``heatmap.png``: mIoU over (modality, degradation) x severity, the corruption matrix of reference §3.5;
+- ``emm_subsets.png``: mIoU of every EMM kept subset with its bootstrap CI, clean mIoU as a line (§3.3);
+- ``examples.png``: input, label and predictions under a few slices for one sample per condition tag (only when
+  ``examples`` are given, see :func:`collect_examples`).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+
+from equiseg.modalities import to_unit
+from equiseg.robustness.result import RobustnessResult, SliceResult
+from equiseg.robustness.runner import model_logits, plan_suite, slice_seed
+
+__all__ = ["PredictionExample", "collect_examples", "write_robustness_report"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EXAMPLE_SLICES: tuple[str, ...] = ("clean", "nm/mid", "corrupt/rgb/fog/s3")
+
+
+@dataclass
+class PredictionExample:
+    """One sample for the prediction grid: what the first modality shows, the label and per-slice predictions."""
+
+    sample_id: str
+    conditions: tuple[str, ...]
+    image: NDArray[np.float32]  # (H, W, 3) in [0, 1]: the first modality, grey modalities repeated
+    label: NDArray[np.int64]  # (H, W), ignore index kept
+    predictions: dict[str, NDArray[np.int64]] = field(default_factory=dict)  # slice name -> (H, W)
+
+
+def _display_image(x: torch.Tensor, modality: str) -> NDArray[np.float32]:
+    unit = to_unit(x.float(), modality).clamp(0, 1)
+    if unit.shape[0] != 3:
+        unit = unit[:1].expand(3, -1, -1)
+    return unit.permute(1, 2, 0).cpu().numpy().astype(np.float32)
+
+
+def collect_examples(
+    model: Any,
+    batches: Iterable[Mapping[str, Any]],
+    *,
+    modalities: Sequence[str],
+    slices: Sequence[str] = DEFAULT_EXAMPLE_SLICES,
+    per_condition: int = 1,
+    max_examples: int = 6,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    missing: str = "zero",
+) -> list[PredictionExample]:
+    """Predictions of ``model`` on a few samples (one per condition tag, plus untagged ones) under ``slices``.
+
+    Slice names are those of the suites (``clean``, ``emm/<kept>``, ``rmm/r0.5/<missing>``, ``nm/<level>``,
+    ``corrupt/<modality>/<name>/s<k>``); names a suite cannot produce for these modalities are skipped. The inputs
+    are transformed exactly as by the runner, seeded by ``(seed, slice, sample)``, each sample on its own.
+    """
+    mods = tuple(modalities)
+    dev = torch.device(device)
+    specs = {s.name: s for s in plan_suite(mods, "full", missing="drop" if missing == "drop" else "zero")}
+    specs.update({s.name: s for s in plan_suite(mods, "quick", missing="drop" if missing == "drop" else "zero")})
+    wanted = [name for name in slices if name in specs]
+    chosen: list[tuple[dict[str, torch.Tensor], torch.Tensor, str, tuple[str, ...]]] = []
+    seen: dict[str, int] = {}
+    for batch in batches:
+        for i, sample_id in enumerate(batch["sample_id"]):
+            tags = tuple(batch.get("conditions", [()] * len(batch["sample_id"]))[i])
+            key = tags[0] if tags else "(none)"
+            if seen.get(key, 0) >= per_condition:
+                continue
+            seen[key] = seen.get(key, 0) + 1
+            inputs = {m: batch["inputs"][m][i : i + 1].to(dev, torch.float32) for m in mods}
+            chosen.append((inputs, batch["label"][i], str(sample_id), tags))
+            if len(chosen) >= max_examples:
+                break
+        if len(chosen) >= max_examples:
+            break
+    examples: list[PredictionExample] = []
+    was_training = bool(getattr(model, "training", False))
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        with torch.inference_mode():
+            for index, (inputs, label, sample_id, tags) in enumerate(chosen):
+                example = PredictionExample(
+                    sample_id=sample_id,
+                    conditions=tags,
+                    image=_display_image(inputs[mods[0]][0], mods[0]),
+                    label=label.cpu().numpy().astype(np.int64),
+                )
+                for name in wanted:
+                    spec = specs[name]
+                    x = inputs
+                    if spec.transform is not None:
+                        generator = torch.Generator(device=dev)
+                        generator.manual_seed(slice_seed(seed, "example/" + name, index))
+                        x = spec.transform(inputs, generator)
+                    logits = model_logits(model(x))
+                    if logits.shape[-2:] != label.shape[-2:]:
+                        logits = F.interpolate(logits, size=tuple(label.shape[-2:]), mode="bilinear")
+                    example.predictions[name] = logits.argmax(1)[0].cpu().numpy().astype(np.int64)
+                examples.append(example)
+    finally:
+        if isinstance(model, torch.nn.Module) and was_training:
+            model.train()
+    return examples
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _new_figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.savefig(path, format="png", bbox_inches="tight")
+    return path
+
+
+def _heatmap(result: RobustnessResult, path: Path) -> Path | None:
+    matrix: Mapping[str, Mapping[str, Mapping[str, float]]] = (result.aggregates.get("corruption") or {}).get(
+        "matrix", {}
+    )
+    if not matrix:
+        return None
+    rows = [(m, d) for m, degs in matrix.items() for d in degs]
+    severities = sorted({int(s) for degs in matrix.values() for cells in degs.values() for s in cells})
+    values = np.full((len(rows), len(severities) + 1), np.nan)
+    clean = result.clean_miou
+    for r, (m, d) in enumerate(rows):
+        values[r, 0] = clean
+        for c, s in enumerate(severities):
+            values[r, c + 1] = matrix[m][d].get(str(s), np.nan)
+    fig = _new_figure(1.2 + 0.75 * (len(severities) + 1), 0.8 + 0.32 * len(rows))
+    ax = fig.add_subplot(1, 1, 1)
+    vmax = max(1.0, float(np.nanmax(values)))
+    image = ax.imshow(values, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(severities) + 1), ["clean"] + [f"s{s}" for s in severities])
+    ax.set_yticks(range(len(rows)), [f"{m} / {d}" for m, d in rows])
+    for r in range(len(rows)):
+        for c in range(len(severities) + 1):
+            if not math.isnan(values[r, c]):
+                colour = "black" if values[r, c] > 0.6 * vmax else "white"
+                ax.text(c, r, f"{values[r, c]:.1f}", ha="center", va="center", fontsize=7, color=colour)
+    ax.set_title("mIoU under corruption (modality / degradation x severity)")
+    fig.colorbar(image, ax=ax, label="mIoU")
+    return _save(fig, path)
+
+
+def _emm_bars(result: RobustnessResult, path: Path) -> Path | None:
+    emm = [s for s in result.slices.values() if s.kind == "emm"]
+    if not emm:
+        return None
+    bars = [result.slices["clean"], *sorted(emm, key=lambda s: (-len(s.params["kept"]), s.name))]
+    labels = ["all (clean)"] + ["+".join(s.params["kept"]) for s in bars[1:]]
+    values = np.array([s.miou for s in bars])
+    low = np.array([s.ci_low if not math.isnan(s.ci_low) else s.miou for s in bars])
+    high = np.array([s.ci_high if not math.isnan(s.ci_high) else s.miou for s in bars])
+    fig = _new_figure(1.5 + 0.55 * len(bars), 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.bar(range(len(bars)), values, yerr=np.vstack([values - low, high - values]), color="#4c72b0", capsize=3)
+    avg = result.aggregates["emm"]["avg"]
+    ax.axhline(avg, color="#dd8452", linestyle="--", label=f"EMM avg {avg:.1f}")
+    ax.set_xticks(range(len(bars)), labels, rotation=45, ha="right")
+    ax.set_ylabel("mIoU")
+    ax.set_title("Entire-missing modality: kept subsets (95% bootstrap CI)")
+    ax.set_ylim(0, max(1.0, float(high.max())) * 1.15)
+    ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+def _label_colours(num_classes: int) -> NDArray[np.float64]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    return np.array([cmap(i % 20)[:3] for i in range(num_classes)], dtype=np.float64)
+
+
+def _colourise(label: NDArray[np.int64], colours: NDArray[np.float64]) -> NDArray[np.float64]:
+    out = np.zeros((*label.shape, 3))
+    valid = (label >= 0) & (label < len(colours))
+    out[valid] = colours[label[valid]]
+    return out
+
+
+def _example_grid(examples: Sequence[PredictionExample], num_classes: int, path: Path) -> Path | None:
+    if not examples:
+        return None
+    names = list(examples[0].predictions)
+    cols = 2 + len(names)
+    fig = _new_figure(1.9 * cols, 1.9 * len(examples))
+    colours = _label_colours(num_classes)
+    for r, ex in enumerate(examples):
+        panels = [("input", ex.image), ("label", _colourise(ex.label, colours))]
+        panels += [(n, _colourise(ex.predictions[n], colours)) for n in names if n in ex.predictions]
+        for c, (title, image) in enumerate(panels):
+            ax = fig.add_subplot(len(examples), cols, r * cols + c + 1)
+            ax.imshow(image, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=8)
+            if c == 0:
+                tags = ",".join(ex.conditions) or "-"
+                ax.set_ylabel(f"{ex.sample_id}\n[{tags}]", fontsize=7)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Text reports
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.2f}"
+    return str(value)
+
+
+def _ci(s: SliceResult) -> str:
+    return "-" if math.isnan(s.ci_low) else f"[{s.ci_low:.2f}, {s.ci_high:.2f}]"
+
+
+def _tables(result: RobustnessResult) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of every section, shared by the Markdown and HTML renderers."""
+    agg = result.aggregates
+    tables: list[tuple[str, list[str], list[list[str]]]] = []
+    summary = result.summary_metrics()
+    headline = [k for k in summary if not k.startswith("miou/")]
+    tables.append(("Summary", ["metric", "value"], [[k, _fmt(summary[k])] for k in headline]))
+    clean = result.slices["clean"]
+    titles = {"emm": "Entire-missing modality (EMM)", "rmm": "Random-missing modality (RMM)", "nm": "Noisy modality"}
+    for kind, title in titles.items():
+        members = [s for s in result.slices.values() if s.kind == kind]
+        if members:
+            if kind == "emm":
+                members.insert(0, clean)
+            tables.append((title, ["slice", "mIoU", "CI"], [[s.name, _fmt(s.miou), _ci(s)] for s in members]))
+    matrix = (agg.get("corruption") or {}).get("matrix", {})
+    if matrix:
+        severities = sorted({int(s) for d in matrix.values() for c in d.values() for s in c})
+        rows = [
+            [m, d, *[_fmt(cells.get(str(s))) for s in severities]]
+            for m, degs in matrix.items()
+            for d, cells in degs.items()
+        ]
+        tables.append(("Corruption matrix (mIoU)", ["modality", "degradation", *[f"s{s}" for s in severities]], rows))
+    conds = [s for s in result.slices.values() if s.kind == "cond"]
+    if conds:
+        tables.append(
+            (
+                "Condition slices",
+                ["slice", "images", "mIoU", "CI"],
+                [[s.name, str(len(s.sample_ids)), _fmt(s.miou), _ci(s)] for s in conds],
+            )
+        )
+    balance = agg.get("balance") or {}
+    if balance:
+        rows = [[m, _fmt(v), _fmt(balance["drop_without"].get(m))] for m, v in balance["single"].items()]
+        tables.append(("Modality balance", ["modality", "mIoU alone", "drop when removed"], rows))
+    tables.append(
+        (
+            "Per-class IoU (clean)",
+            ["class", "IoU"],
+            [[str(i), _fmt(v * 100 if not math.isnan(v) else v)] for i, v in enumerate(clean.per_class_iou)],
+        )
+    )
+    return tables
+
+
+def _markdown(result: RobustnessResult, figures: Mapping[str, Path]) -> str:
+    meta = result.meta
+    lines = [
+        "# Robustness report",
+        "",
+        f"Suite `{meta['suite']}`, seed {meta['seed']}, {meta['num_samples']} samples, modalities "
+        f"{', '.join(meta['modalities'])}, {meta['num_classes']} classes, missing modalities "
+        f"`{meta['missing_mode']}`, absent classes as zero: {meta['absent_as_zero']}. mIoU in points; CIs are "
+        f"{int(100 * meta['ci_level'])}% percentile bootstrap over images ({meta['bootstrap_samples']} resamples).",
+        "",
+        f"Worst slice: `{result.aggregates['worst_slice']['name']}` at {result.aggregates['worst_slice']['miou']:.2f}.",
+        "",
+    ]
+    for title, header, rows in _tables(result):
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+    for key, path in figures.items():
+        lines += [f"![{key}]({path.name})", ""]
+    return "\n".join(lines)
+
+
+def _html(result: RobustnessResult, figures: Mapping[str, Path]) -> str:
+    esc = html.escape
+    meta = result.meta
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>equiseg robustness report</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}"
+        "td:first-child{text-align:left}"
+        "img{max-width:100%}</style></head><body>",
+        "<h1>Robustness report</h1>",
+        f"<p>Suite <code>{esc(str(meta['suite']))}</code>, seed {meta['seed']}, {meta['num_samples']} samples, "
+        f"modalities {esc(', '.join(meta['modalities']))}, {meta['num_classes']} classes, missing modalities "
+        f"<code>{esc(str(meta['missing_mode']))}</code>. Worst slice: "
+        f"<code>{esc(result.aggregates['worst_slice']['name'])}</code> at "
+        f"{result.aggregates['worst_slice']['miou']:.2f} mIoU.</p>",
+    ]
+    for key, path in figures.items():
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        parts.append(f"<h2>{esc(key)}</h2><img alt='{esc(key)}' src='data:image/png;base64,{data}'>")
+    for title, header, rows in _tables(result):
+        parts.append(f"<h2>{esc(title)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows]
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_robustness_report(
+    result: RobustnessResult,
+    out_dir: str | os.PathLike[str],
+    *,
+    examples: Sequence[PredictionExample] | None = None,
+) -> dict[str, Path]:
+    """Write ``robustness.json``, ``robustness.md``, ``robustness.html`` and the PNG figures into ``out_dir``.
+
+    Returns:
+        ``{"json", "markdown", "html", "heatmap"?, "emm_subsets"?, "examples"?: Path}``; a figure is absent when
+        the suite has nothing to draw (e.g. no corruption matrix in the ``clean`` suite, no examples given).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {"json": out / "robustness.json"}
+    result.to_json(paths["json"])
+    figures: dict[str, Path] = {}
+    heat = _heatmap(result, out / "heatmap.png")
+    if heat is not None:
+        figures["heatmap"] = heat
+    bars = _emm_bars(result, out / "emm_subsets.png")
+    if bars is not None:
+        figures["emm_subsets"] = bars
+    grid = _example_grid(list(examples or []), int(result.meta["num_classes"]), out / "examples.png")
+    if grid is not None:
+        figures["examples"] = grid
+    paths["markdown"] = out / "robustness.md"
+    paths["markdown"].write_text(_markdown(result, figures))
+    paths["html"] = out / "robustness.html"
+    paths["html"].write_text(_html(result, figures))
+    paths.update(figures)
+    logger.info("robustness report written to %s (%s)", out, ", ".join(p.name for p in paths.values()))
+    return paths
