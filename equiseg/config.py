@@ -129,13 +129,16 @@ class TuneConfig:
 class RobustnessConfig:
     """Robustness evaluation suites (see docs/robustness.md)."""
 
-    suite: Literal["quick", "full"] = "quick"
+    suite: Literal["clean", "quick", "full"] = "quick"
     seed: int = 0
     batch_size: int = 8
     severities: tuple[int, ...] = (1, 3, 5)  # severities used by the quick suite's corruption matrix
     bootstrap_samples: int = 1000
     ci_level: float = 0.95
     miou_absent_as_zero: bool = True  # DeLiVER convention: a class absent from GT and prediction counts as IoU 0
+    missing: Literal["auto", "zero", "drop"] = "auto"  # EMM: auto = drop if the model supports subsets, else zero
+    split: str = "val"  # manifest split that `equiseg evaluate` scores
+    examples: int = 4  # samples in the report's prediction grid (one per condition tag first); 0 = none
 
 
 @dataclass(frozen=True)
