@@ -1,0 +1,67 @@
+"""The multimodal data layer: manifest, synthetic world, real-dataset readers, torch dataset, validation, DVC.
+
+See docs/data.md. Heavy dependencies (great_expectations, dvc) are imported only inside the functions that need
+them, so ``import equiseg.data`` stays light for training workers.
+"""
+
+from equiseg.data.dataset import MultimodalDataset, collate_samples, make_loader
+from equiseg.data.manifest import (
+    ALLOWED_SPLITS,
+    MANIFEST_NAME,
+    SCHEMA_VERSION,
+    ManifestError,
+    ManifestRow,
+    PathEscapeError,
+    manifest_info,
+    manifest_modalities,
+    read_manifest,
+    resolve_in_root,
+    rows_to_table,
+    write_manifest,
+)
+from equiseg.data.pixelcheck import REASON_CODES
+from equiseg.data.readers import DATASET_CLASSES, ingest_dataset, list_formats
+from equiseg.data.synthetic import (
+    CLASS_NAMES,
+    CLASS_TABLE,
+    SYNTHETIC_CLASS_SET,
+    SYNTHETIC_MODALITIES,
+    SyntheticClass,
+    generate_synthetic,
+)
+from equiseg.data.validation import ValidationResult, drift_distances, validate_dataset
+from equiseg.data.versioning import DataVersion, dvc_dir_md5, version_data
+
+__all__ = [
+    "ALLOWED_SPLITS",
+    "CLASS_NAMES",
+    "CLASS_TABLE",
+    "DATASET_CLASSES",
+    "MANIFEST_NAME",
+    "REASON_CODES",
+    "SCHEMA_VERSION",
+    "SYNTHETIC_CLASS_SET",
+    "SYNTHETIC_MODALITIES",
+    "DataVersion",
+    "ManifestError",
+    "ManifestRow",
+    "MultimodalDataset",
+    "PathEscapeError",
+    "SyntheticClass",
+    "ValidationResult",
+    "collate_samples",
+    "drift_distances",
+    "dvc_dir_md5",
+    "generate_synthetic",
+    "ingest_dataset",
+    "list_formats",
+    "make_loader",
+    "manifest_info",
+    "manifest_modalities",
+    "read_manifest",
+    "resolve_in_root",
+    "rows_to_table",
+    "validate_dataset",
+    "version_data",
+    "write_manifest",
+]

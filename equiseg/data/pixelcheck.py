@@ -33,7 +33,7 @@ REASON_CODES: dict[str, str] = {
     "channel_mismatch": "a modality has another channel count than declared",
     "dtype_mismatch": "a modality has another dtype than declared (e.g. 16-bit where 8-bit is declared)",
     "label_out_of_range": "the label holds ids outside the class set and not the ignore index",
-    "label_not_single_channel": "the label decodes to several channels or a non-integer type",
+    "label_not_integer": "the label decodes to a non-integer type (class ids are read from channel 0)",
     "nan_values": "a float modality holds NaN",
     "inf_values": "a float modality holds ±inf",
     "dead_channel": "a modality channel is constant (dead sensor)",
@@ -157,10 +157,8 @@ def _check_modality(row: Mapping[str, Any], modality: str, array: np.ndarray, ch
 
 
 def _check_label(row: Mapping[str, Any], array: np.ndarray, num_classes: int, ignore: int, check: SampleCheck) -> None:
-    if array.shape[2] != 1 or not np.issubdtype(array.dtype, np.integer):
-        check.reasons.append(
-            ("label_not_single_channel", f"label: shape {array.shape} dtype {array.dtype}, need one integer channel")
-        )
+    if not np.issubdtype(array.dtype, np.integer):  # multi-channel labels use channel 0 (DeLiVER convention)
+        check.reasons.append(("label_not_integer", f"label: dtype {array.dtype}, class ids need an integer image"))
         return
     if array.shape[:2] != (row["height"], row["width"]):
         check.reasons.append(

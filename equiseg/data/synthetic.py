@@ -18,6 +18,7 @@ but warm (thermal only); the rest show in several. Output is byte-identical per 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Sequence
@@ -388,6 +389,11 @@ def generate_synthetic(
             )
         )
     table = rows_to_table(rows, modalities, num_classes=n_classes, source="synthetic")
+    generator = {"samples": samples, "size": size, "modalities": list(modalities), "seed": seed}
+    generator.update(conditions=conditions, val_fraction=val_fraction, test_fraction=test_fraction)
+    metadata = dict(table.schema.metadata or {})
+    metadata[b"equiseg.generator"] = json.dumps(generator, sort_keys=True).encode()
+    table = table.replace_schema_metadata(metadata)
     manifest = write_manifest(table, out_dir / MANIFEST_NAME)
     logger.info("wrote %d synthetic samples (%d px, %s) to %s", samples, size, ",".join(modalities), out_dir)
     return manifest

@@ -186,6 +186,8 @@ def _run_gx(table: pa.Table, modalities: Sequence[str], docs_dir: Path) -> _GxOu
     validation = next(iter(result.run_results.values()))
     for item in validation.results:
         config = item.expectation_config
+        if config is None:  # pragma: no cover - GX always attaches the configuration
+            continue
         meta = config.meta or {}
         reason, column = str(meta.get("equiseg_reason", "")), str(meta.get("equiseg_column", ""))
         unexpected = item.result.get("unexpected_index_list") or []
