@@ -390,7 +390,8 @@ def test_no_plaintext_secrets() -> None:
 def test_secret_template_has_no_values_and_covers_every_reference() -> None:
     template = _template_secrets()
     cfg = PipelineConfig()
-    assert set(template) == {cfg.mlflow_secret, cfg.s3_secret, "equiseg-postgres"}
+    postgres_secret = getattr(cfg, "postgres_secret", "equiseg-postgres")
+    assert set(template) == {cfg.mlflow_secret, cfg.s3_secret, postgres_secret}
     for secret, data in template.items():
         for key, value in data.items():
             assert re.fullmatch(r"<[^<>]+>", value), f"{secret}.{key} must be a <placeholder>, not a value"
@@ -409,6 +410,8 @@ def test_secret_template_matches_the_pipeline_decoration() -> None:
     cfg = PipelineConfig()
     assert set(platform.MLFLOW_ENV) <= set(template[cfg.mlflow_secret])
     assert set(platform.S3_ENV) <= set(template[cfg.s3_secret])
+    postgres_env = getattr(platform, "POSTGRES_ENV", {})
+    assert set(postgres_env) <= set(template[getattr(cfg, "postgres_secret", "equiseg-postgres")])
 
 
 def test_rbac_is_namespaced_and_least_privilege() -> None:
