@@ -50,6 +50,7 @@ def ensure_dvc_repo(repo_root: Path, *, remote: str | None = None, remote_name: 
     A folder outside any Git repository is initialised with ``no_scm``. Local remote folders are created.
     """
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    from dvc.config_schema import RelPath
     from dvc.repo import Repo
 
     repo_root = Path(repo_root).resolve()
@@ -61,8 +62,8 @@ def ensure_dvc_repo(repo_root: Path, *, remote: str | None = None, remote_name: 
         if remote is not None:
             url = _remote_url(remote, repo_root)
             if "://" not in remote and not Path(remote).is_absolute():
-                # DVC resolves a relative URL against .dvc/, so the committed config works in any clone.
-                url = os.path.relpath(url, repo_root / ".dvc")
+                # Saved relative to .dvc/ (DVC's RelPath), so the committed config works in any clone.
+                url = RelPath(url)
             conf["remote"][remote_name] = {"url": url}
             conf["core"]["remote"] = remote_name
     if remote is not None and "://" not in remote:
