@@ -14,6 +14,7 @@ from equiseg import __version__
 _COMMAND_MODULES: list[tuple[str, str]] = [
     ("equiseg.cli.config_cmd", "group"),
     ("equiseg.cli.data_cmd", "group"),
+    ("equiseg.cli.evaluate_cmd", "command"),
     ("equiseg.cli.gate_cmd", "command"),
     ("equiseg.cli.registry_cmd", "group"),
 ]

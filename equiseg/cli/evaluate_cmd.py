@@ -1,0 +1,100 @@
+"""``equiseg evaluate``: robustness suite of a stored model on a manifest split, with its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from equiseg.cli.common import config_options, resolve_config
+
+
+@click.command("evaluate")
+@config_options
+@click.option(
+    "--model",
+    "model_ref",
+    required=True,
+    help="Checkpoint path (best.pt from `equiseg train`) or MLflow model URI (models:/equiseg@champion).",
+)
+@click.option(
+    "--manifest",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Data manifest (manifest.parquet).",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder the manifest's paths are relative to [default: the manifest's folder].",
+)
+@click.option(
+    "--suite",
+    type=click.Choice(["clean", "quick", "full"]),
+    help="clean: intact inputs + condition slices; quick: + EMM, RMM r=0.5, NM mid, key corruptions; "
+    "full: every protocol level and the whole corruption matrix [robustness.suite].",
+)
+@click.option("--split", help="Manifest split to score [robustness.split].")
+@click.option("--seed", type=int, help="Seed of every mask, noise draw and bootstrap [robustness.seed].")
+@click.option(
+    "--report",
+    "report_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder: robustness.json / .md / .html, PNG figures and config.yaml.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI for models:/ URIs [tracking.uri].")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def command(
+    profile: str,
+    overrides: tuple[str, ...],
+    model_ref: str,
+    manifest: Path,
+    data_root: Path | None,
+    suite: str | None,
+    split: str | None,
+    seed: int | None,
+    report_dir: Path,
+    device: str,
+    tracking_uri: str | None,
+    no_progress: bool,
+) -> None:
+    """Score a model on the robustness suite of the profile and write a report to REPORT.
+
+    Missing modalities (EMM) are zero-filled unless the model supports modality subsets (robustness.missing);
+    every degradation is seeded, so two models evaluated with the same seed see identical inputs. Prints the
+    headline metrics; the full result is REPORT/robustness.json.
+    """
+    from equiseg.robustness.evaluate import evaluate_stored_model
+
+    extra = [f"robustness.{k}={v}" for k, v in (("suite", suite), ("split", split), ("seed", seed)) if v is not None]
+    cfg = resolve_config(profile, (*overrides, *extra))
+    try:
+        output = evaluate_stored_model(
+            cfg,
+            model_ref=model_ref,
+            manifest=manifest,
+            data_root=data_root or manifest.parent,
+            out_dir=report_dir,
+            device=device,
+            tracking_uri=tracking_uri,
+            progress=not no_progress,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    metrics = output.result.summary_metrics()
+    for key in (
+        "clean_miou",
+        "emm_avg",
+        "emm_e0.1",
+        "rmm_r0.5",
+        "nm_mid",
+        "corrupt_miou_c",
+        "relative_robustness",
+        "worst_slice_miou",
+        "balance_ratio",
+    ):
+        if key in metrics:
+            click.echo(f"{key:>22}: {metrics[key]:.3f}")
+    click.echo(f"report: {output.paths['html']}")

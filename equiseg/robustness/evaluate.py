@@ -1,0 +1,139 @@
+"""Score a stored model on a manifest split with the configured suite and write the report (``equiseg evaluate``).
+
+A model reference is either a checkpoint path (rebuilt with ``equiseg.training.load_model_from_checkpoint``) or an
+MLflow model URI (``models:/name@alias``, ``models:/m-<id>``, ``runs:/<run>/model``) loaded through
+``equiseg.tracking``. Both are imported lazily so ``equiseg.robustness`` itself needs neither training code nor
+mlflow.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from equiseg.config import EquisegConfig, save_config
+from equiseg.robustness.report import collect_examples, write_robustness_report
+from equiseg.robustness.result import RobustnessResult
+from equiseg.robustness.runner import evaluate_robustness
+
+__all__ = ["EvaluationOutput", "evaluate_stored_model", "load_model_ref", "resolve_device"]
+
+logger = logging.getLogger(__name__)
+
+_URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+
+
+@dataclass
+class EvaluationOutput:
+    """What :func:`evaluate_stored_model` produced: the result and the report files."""
+
+    result: RobustnessResult
+    paths: dict[str, Path]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> ``cuda`` when available else ``cpu``; anything else as given (``cpu``, ``cuda:1``)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+    return resolved
+
+
+def load_model_ref(ref: str, device: torch.device, cfg: EquisegConfig, tracking_uri: str | None = None) -> Any:
+    """Load a checkpoint path or an MLflow model URI as an eval-mode module on ``device``.
+
+    Raises:
+        FileNotFoundError: ``ref`` is neither an existing file nor an MLflow URI.
+    """
+    if ref.startswith(_URI_SCHEMES):
+        import dataclasses
+
+        from equiseg.tracking import Tracker
+
+        tracking = cfg.tracking if tracking_uri is None else dataclasses.replace(cfg.tracking, uri=tracking_uri)
+        return Tracker(tracking).load_model(ref, device)
+    path = Path(ref)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model {ref!r} is neither a checkpoint file nor an MLflow URI (models:/name@alias, runs:/<id>/model)"
+        )
+    from equiseg.training import load_model_from_checkpoint
+
+    model, _ckpt = load_model_from_checkpoint(path, device)
+    return model
+
+
+def evaluate_stored_model(
+    cfg: EquisegConfig,
+    *,
+    model_ref: str,
+    manifest: Path,
+    data_root: Path,
+    out_dir: Path,
+    device: str = "auto",
+    tracking_uri: str | None = None,
+    progress: bool = True,
+) -> EvaluationOutput:
+    """Evaluate ``model_ref`` on ``cfg.robustness.split`` of ``manifest`` and write the report into ``out_dir``.
+
+    The suite, seed, severities (quick suite only; full always uses 1-5), bootstrap, CI level, mIoU convention,
+    missing-modality mode and example count come from ``cfg.robustness``; modalities and class count from the model
+    when it carries them (``.modalities``, ``.num_classes``), else from ``cfg.data``. The resolved config is
+    written next to the report as ``config.yaml``.
+    """
+    from equiseg.data import make_loader  # lazy: data pulls pyarrow readers the robustness core does not need
+
+    rc = cfg.robustness
+    dev = resolve_device(device)
+    model = load_model_ref(model_ref, dev, cfg, tracking_uri)
+    modalities = tuple(getattr(model, "modalities", None) or cfg.data.modalities)
+    num_classes = int(getattr(model, "num_classes", None) or cfg.data.num_classes)
+    loader = make_loader(
+        manifest,
+        data_root,
+        modalities=modalities,
+        split=rc.split,
+        batch_size=rc.batch_size,
+        shuffle=False,
+        num_workers=cfg.data.num_workers,
+    )
+    result = evaluate_robustness(
+        model,
+        loader,
+        num_classes=num_classes,
+        modalities=modalities,
+        suite=rc.suite,
+        seed=rc.seed,
+        device=dev,
+        ignore_index=cfg.data.ignore_index,
+        severities=rc.severities if rc.suite == "quick" else None,
+        bootstrap_samples=rc.bootstrap_samples,
+        ci_level=rc.ci_level,
+        absent_as_zero=rc.miou_absent_as_zero,
+        progress=progress,
+        missing=rc.missing,
+    )
+    result.meta["model"] = model_ref
+    result.meta["manifest"] = str(manifest)
+    result.meta["split"] = rc.split
+    examples = None
+    if rc.examples > 0:
+        examples = collect_examples(
+            model,
+            loader,
+            modalities=modalities,
+            max_examples=rc.examples,
+            seed=rc.seed,
+            device=dev,
+            missing=result.meta["missing_mode"],
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = write_robustness_report(result, out_dir, examples=examples)
+    paths["config"] = save_config(cfg, out_dir / "config.yaml")
+    return EvaluationOutput(result=result, paths=paths)
