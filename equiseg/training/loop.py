@@ -26,6 +26,7 @@ This module imports neither mlflow nor optuna at module level (it must run on a 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import time
@@ -452,7 +453,7 @@ def train(
         cfg: resolved configuration.
         manifest: the dataset manifest (``manifest.parquet``).
         data_root: folder the manifest's relative paths start from.
-        out_dir: receives ``config.yaml``, ``last.pt``, ``best.pt`` and ``history.json``.
+        out_dir: receives ``config.yaml``, ``last.pt``, ``best.pt`` and ``metrics.json`` (final metrics, history).
         tracker: MLflow tracker; rank 0 logs into the active run (or opens one) the config, lineage, per-step and
             per-epoch metrics, curves, sample predictions and, with ``log_model``, the best model.
         trial: Optuna trial; the objective of every evaluated epoch is reported and a pruned trial raises
@@ -640,6 +641,9 @@ def _train(
     if progress.best_metric is not None:
         result_metrics["best_objective"] = float(progress.best_metric)
         result_metrics["best_epoch"] = float(progress.best_epoch)
+    if info.is_main:
+        summary = {"metrics": result_metrics, "history": progress.history, "epochs_run": progress.epoch}
+        (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     model_uri = None
     if tracker is not None and info.is_main:
         tracker.log_metrics({k: v for k, v in result_metrics.items() if k in ("best_objective", "best_epoch")})
