@@ -17,6 +17,8 @@ _COMMAND_MODULES: list[tuple[str, str]] = [
     ("equiseg.cli.evaluate_cmd", "command"),
     ("equiseg.cli.gate_cmd", "command"),
     ("equiseg.cli.registry_cmd", "group"),
+    ("equiseg.cli.train_cmd", "command"),
+    ("equiseg.cli.tune_cmd", "command"),
 ]
 
 
