@@ -27,7 +27,7 @@ def test_sample_follows_the_design_contract(synthetic_source: Path) -> None:
     assert isinstance(sample["conditions"], tuple) and isinstance(sample["sample_id"], str)
     # Normalisation: RGB ImageNet-normalised (roughly centred), other sensors in [0, 1].
     rgb_unit = to_unit(sample["inputs"]["rgb"], "rgb")
-    assert 0.0 <= float(rgb_unit.min()) and float(rgb_unit.max()) <= 1.0 + 1e-5
+    assert float(rgb_unit.min()) >= 0.0 and float(rgb_unit.max()) <= 1.0 + 1e-5
     depth = sample["inputs"]["depth"]
     assert 0.5 < float(depth.mean()) < 0.8  # 12-15.6 m of a 20 m range
     assert int(sample["label"].max()) < 8
@@ -107,10 +107,21 @@ def test_collate_and_loader_build_the_batch_contract(synthetic_source: Path) -> 
     assert batch["inputs"]["thermal"].shape == (4, 1, 16, 16)
     assert batch["label"].shape == (4, 16, 16) and batch["label"].dtype == torch.int64
     assert len(batch["sample_id"]) == 4 and all(isinstance(c, tuple) for c in batch["conditions"])
-    again = next(iter(make_loader(
-        synthetic_source / "manifest.parquet", synthetic_source, modalities=MODS, split="train", batch_size=4,
-        shuffle=True, augment=True, crop_size=16, seed=0,
-    )))
+    again = next(
+        iter(
+            make_loader(
+                synthetic_source / "manifest.parquet",
+                synthetic_source,
+                modalities=MODS,
+                split="train",
+                batch_size=4,
+                shuffle=True,
+                augment=True,
+                crop_size=16,
+                seed=0,
+            )
+        )
+    )
     assert again["sample_id"] == batch["sample_id"]  # seeded shuffle
 
 
@@ -125,8 +136,13 @@ def test_collate_rejects_mismatched_samples(synthetic_source: Path) -> None:
 
 def test_loader_with_worker_processes(synthetic_source: Path) -> None:
     loader = make_loader(
-        synthetic_source / "manifest.parquet", synthetic_source, modalities=("rgb", "depth"), split="val",
-        batch_size=3, shuffle=False, num_workers=2,
+        synthetic_source / "manifest.parquet",
+        synthetic_source,
+        modalities=("rgb", "depth"),
+        split="val",
+        batch_size=3,
+        shuffle=False,
+        num_workers=2,
     )
     batches = list(loader)
     assert len(batches) == 1 and batches[0]["inputs"]["depth"].shape == (3, 1, 32, 32)

@@ -16,7 +16,11 @@ from equiseg.data.synthetic import render_sample
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
@@ -108,7 +112,9 @@ def test_night_scenes_are_dark_in_rgb_only() -> None:
 
 
 def test_conditions_off_tags_every_scene_day_clear(tmp_path: Path) -> None:
-    manifest = generate_synthetic(tmp_path, samples=8, size=16, modalities=("rgb",), seed=1, conditions=False, progress=False)
+    manifest = generate_synthetic(
+        tmp_path, samples=8, size=16, modalities=("rgb",), seed=1, conditions=False, progress=False
+    )
     assert {tuple(t) for t in read_manifest(manifest).column("conditions").to_pylist()} == {("day", "clear")}
     manifest = generate_synthetic(tmp_path, samples=40, size=16, modalities=("rgb",), seed=1, progress=False)
     tags = [t for tags in read_manifest(manifest).column("conditions").to_pylist() for t in tags]
@@ -116,7 +122,9 @@ def test_conditions_off_tags_every_scene_day_clear(tmp_path: Path) -> None:
 
 
 def test_num_classes_limits_the_labels(tmp_path: Path) -> None:
-    manifest = generate_synthetic(tmp_path, samples=6, size=32, modalities=("rgb",), seed=0, num_classes=3, progress=False)
+    manifest = generate_synthetic(
+        tmp_path, samples=6, size=32, modalities=("rgb",), seed=0, num_classes=3, progress=False
+    )
     ids = set()
     for rel in read_manifest(manifest).column("label_path").to_pylist():
         ids |= set(np.unique(np.asarray(Image.open(tmp_path / rel))).tolist())
