@@ -261,17 +261,19 @@ def align_per_image(candidate: SliceLike, champion: SliceLike, slice_name: str) 
 
 
 def paired_bootstrap_lower_bounds(
-    differences: Mapping[str, np.ndarray], *, samples: int, ci_level: float, seed: int
+    differences: Mapping[str, Mapping[str, float]], *, samples: int, ci_level: float, seed: int
 ) -> dict[str, float]:
-    """One-sided lower confidence bounds of the mean paired difference, one per key.
+    """One-sided lower confidence bounds of the mean paired difference, one per slice.
 
-    Every key is resampled with the SAME image indices (images are the unit: an image drawn twice counts twice in
-    every slice), drawn from ``numpy.random.Generator(PCG64(seed))``, so the result is exact and repeatable. The
-    bound is the ``(1 - ci_level) / 2`` quantile of the bootstrap means, i.e. the lower end of the two-sided
-    ``ci_level`` percentile interval.
+    Images are the resampling unit: B resamples of the union of image ids are drawn (with replacement) from
+    ``numpy.random.Generator(PCG64(seed))``, and every slice is averaged over the SAME resample, weighting each of
+    its images by how often it was drawn. A slice that covers only some images (e.g. a condition subset) uses its
+    own images of the resample; a resample that draws none of them is skipped for that slice. The bound is the
+    ``(1 - ci_level) / 2`` quantile of the resampled means (the lower end of the two-sided ``ci_level`` percentile
+    interval), so the result is exact and repeatable.
 
     Args:
-        differences: per-image ``candidate - champion`` arrays, all of the same length n (aligned by sample id).
+        differences: slice name -> {sample id: candidate - champion per-image mIoU}.
         samples: bootstrap resamples B.
         ci_level: two-sided confidence level, e.g. 0.95.
         seed: resampling seed.
@@ -280,18 +282,32 @@ def paired_bootstrap_lower_bounds(
         raise ValueError(f"bootstrap samples must be >= 1, got {samples}")
     if not 0.0 < ci_level < 1.0:
         raise ValueError(f"ci_level must be in (0, 1), got {ci_level}")
-    lengths = {len(v) for v in differences.values()}
-    if len(lengths) > 1:
-        raise ValueError(f"all slices must cover the same images; got lengths {sorted(lengths)}")
+    universe: dict[str, int] = {}
+    for per_image in differences.values():
+        for sample_id in per_image:
+            universe.setdefault(sample_id, len(universe))
     if not differences:
         return {}
-    n = lengths.pop()
+    n = len(universe)
     if n == 0:
         raise ValueError("no images to compare: the evaluation data is empty")
     rng = np.random.Generator(np.random.PCG64(seed))
     idx = rng.integers(0, n, size=(samples, n))
+    counts = np.zeros((samples, n), dtype=np.float64)
+    np.add.at(counts, (np.arange(samples)[:, None], idx), 1.0)
     q = (1.0 - ci_level) / 2.0
-    return {k: float(np.quantile(np.asarray(d, dtype=np.float64)[idx].mean(axis=1), q)) for k, d in differences.items()}
+    bounds = {}
+    for name, per_image in differences.items():
+        if not per_image:
+            raise ValueError(f"slice {name!r} has no images")
+        pos = np.array([universe[i] for i in per_image])
+        values = np.array(list(per_image.values()), dtype=np.float64)
+        weight = counts[:, pos]
+        total = weight.sum(axis=1)
+        keep = total > 0
+        means = (weight[keep] @ values) / total[keep]
+        bounds[name] = float(np.quantile(means, q))
+    return bounds
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -317,7 +333,8 @@ def decide(
     4. balance ratio: ``c >= b * (1 - max_rel_drop)``;
     5. non-inferiority per slice: paired-bootstrap lower bound of ``mean_i(c_i - b_i) >= -noninferiority_margin``;
     6. improvement (if ``require_improvement``): the lower bound of the per-image mean over all shared slices
-       must reach ``min_improvement``, so a candidate that is better by noise only is blocked.
+       must EXCEED ``min_improvement`` (strictly: a tie is no reason to promote), so a candidate that is better by
+       noise only is blocked.
 
     Rules 2-6 need a champion; on a first run (``champion is None``) only rule 1 applies.
 
@@ -386,13 +403,18 @@ def decide(
             checks.append(
                 _at_least(f"slice_drop.{name}", delta, -policy.slice_max_abs_drop, f"slice {name!r} change", "slice")
             )
-        diffs: dict[str, np.ndarray] = {}
+        diffs: dict[str, dict[str, float]] = {}
         for name in shared:
             c_arr, b_arr = align_per_image(candidate.slices[name], champion.slices[name], name)
-            diffs[name] = c_arr - b_arr
+            diffs[name] = dict(zip(candidate.slices[name].sample_ids, (c_arr - b_arr).tolist(), strict=True))
         if diffs:
-            n_paired = len(next(iter(diffs.values())))
-            diffs["__overall__"] = np.mean(np.stack(list(diffs.values())), axis=0)
+            per_image: dict[str, list[float]] = {}
+            for values in diffs.values():
+                for sample_id, d in values.items():
+                    per_image.setdefault(sample_id, []).append(d)
+            n_paired = len(per_image)
+            # each image's mean difference over the slices that contain it
+            diffs["__overall__"] = {k: float(np.mean(v)) for k, v in per_image.items()}
         bounds = paired_bootstrap_lower_bounds(
             diffs, samples=policy.bootstrap_samples, ci_level=policy.ci_level, seed=policy.seed
         )
@@ -414,6 +436,7 @@ def decide(
                     policy.min_improvement,
                     f"lower {policy.ci_level:.0%} bound of the paired per-image improvement averaged over all slices",
                     "improvement",
+                    strict=True,
                 )
             )
     return GateVerdict(
@@ -433,13 +456,15 @@ def decide(
     )
 
 
-def _at_least(name: str, value: float, threshold: float, what: str, kind: str, *, unit: str = " points") -> Check:
-    """``value >= threshold`` as a :class:`Check` with a reason in plain words."""
+def _at_least(
+    name: str, value: float, threshold: float, what: str, kind: str, *, unit: str = " points", strict: bool = False
+) -> Check:
+    """``value >= threshold`` (``>`` when ``strict``) as a :class:`Check` with a reason in plain words."""
     value, threshold = float(value), float(threshold)
     if math.isnan(value):
         return Check(name, value, threshold, math.nan, False, f"{what} is missing (not reported by the evaluation)")
     margin = value - threshold
-    passed = margin >= -1e-9
+    passed = margin > 1e-9 if strict else margin >= -1e-9
     verb = {
         "floor": ("is at or above the floor", "is below the floor"),
         "champion": ("is within the allowed drop against the champion", "dropped more than allowed vs the champion"),

@@ -118,14 +118,31 @@ def test_different_images_are_refused() -> None:
 
 
 def test_bootstrap_is_exact_and_seeded() -> None:
-    d = {"a": np.arange(10, dtype=float), "b": np.ones(10)}
+    ids = [f"s{i}" for i in range(10)]
+    d = {"a": dict(zip(ids, range(10), strict=True)), "b": dict.fromkeys(ids, 1.0)}
     first = paired_bootstrap_lower_bounds(d, samples=200, ci_level=0.9, seed=7)
     assert first == paired_bootstrap_lower_bounds(d, samples=200, ci_level=0.9, seed=7)
     assert first != paired_bootstrap_lower_bounds(d, samples=200, ci_level=0.9, seed=8)
-    assert first["b"] == 1.0  # a constant difference has a degenerate interval
+    assert first["b"] == pytest.approx(1.0)  # a constant difference has a degenerate interval
     # Reference computation: same generator, same indices, 5 % quantile of resampled means.
     idx = np.random.Generator(np.random.PCG64(7)).integers(0, 10, size=(200, 10))
-    assert first["a"] == pytest.approx(float(np.quantile(d["a"][idx].mean(axis=1), 0.05)))
+    assert first["a"] == pytest.approx(float(np.quantile(np.arange(10.0)[idx].mean(axis=1), 0.05)))
+
+
+def test_bootstrap_handles_slices_covering_a_subset_of_images() -> None:
+    """Condition slices (e.g. night scenes only) hold fewer images; they share the same resamples."""
+    champ = base_per_image()
+    night_ids = [f"img{i:03d}" for i in range(0, 40, 4)]
+    cand = make_result(shifted(champ, 1.0))
+    base = make_result(champ)
+    for result, values in ((cand, champ["clean"][::4] + 1.0), (base, champ["clean"][::4])):
+        result.slices["cond_night"] = type(result.slices["clean"])(
+            float(values.mean()), 0.0, 100.0, values.tolist(), night_ids
+        )
+    verdict = decide(POLICY, cand, base)
+    assert verdict.passed, verdict.reasons
+    assert {c.name: c.value for c in verdict.checks}["noninferiority.cond_night"] == pytest.approx(1.0)
+    assert verdict.num_samples == 40
 
 
 def test_verdict_json_and_markdown_round_trip(tmp_path) -> None:
