@@ -113,12 +113,42 @@ def _gaussian_kernel1d(sigma: float, device: torch.device, dtype: torch.dtype) -
     return k / k.sum()
 
 
+def _fast_fft_len(n: int) -> int:
+    """Smallest 5-smooth length >= n (FFTs of 2^a 3^b 5^c points are fast; 268 = 4 x 67 is not)."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
 def _depthwise(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Same 2-D kernel on every channel, reflect padding (kernel ``(kh, kw)``)."""
+    """Same odd-sized 2-D kernel ``(kh, kw)`` on every channel, replicate padding ("nearest" border).
+
+    Kernels under 64 taps are applied as a sum of shifted, weighted copies (a single-channel ``conv2d`` is far
+    slower on CPU); larger ones as an FFT product of the padded image and the kernel (same result up to float
+    rounding, cost independent of the kernel size: defocus radius 10 has 441 taps).
+    """
     b, c, h, w = x.shape
     kh, kw = kernel.shape
-    padded = F.pad(x.reshape(b * c, 1, h, w), (kw // 2, kw // 2, kh // 2, kh // 2), mode="replicate")
-    return F.conv2d(padded, kernel.view(1, 1, kh, kw)).view(b, c, h, w)
+    padded = F.pad(x.reshape(b * c, h, w).unsqueeze(1), (kw // 2, kw // 2, kh // 2, kh // 2), mode="replicate")
+    padded = padded.squeeze(1)
+    if kh * kw < 64:
+        out = torch.zeros((b * c, h, w), device=x.device, dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                weight = float(kernel[i, j])
+                if weight != 0.0:
+                    out.add_(padded[:, i : i + h, j : j + w], alpha=weight)
+        return out.view(b, c, h, w)
+    ph, pw = padded.shape[-2:]
+    size = (_fast_fft_len(ph), _fast_fft_len(pw))
+    spectrum = torch.fft.rfft2(padded.float(), s=size) * torch.fft.rfft2(kernel.flip(0, 1).float(), s=size)
+    full = torch.fft.irfft2(spectrum, s=size)  # linear convolution (size >= padded); valid part from (kh-1, kw-1)
+    return full[:, kh - 1 : kh - 1 + h, kw - 1 : kw - 1 + w].reshape(b, c, h, w).to(x.dtype)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
