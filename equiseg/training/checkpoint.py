@@ -5,7 +5,7 @@ loading never executes pickled code. It records everything needed to rebuild and
 
 ``format`` / ``format_version`` (``equiseg-checkpoint`` / 1), ``equiseg_version``, ``model_name`` and
 ``build_kwargs`` (``create_model(model_name, **build_kwargs)`` rebuilds the architecture), ``model`` (state dict),
-``model_digest`` (sha256 over the model tensors, catches bit rot the zip container misses), ``optimizer``,
+``digest`` (sha256 over everything else, catches bit rot the zip container misses), ``optimizer``,
 ``scheduler`` (the step the pure LR schedule resumes from), ``scaler`` (empty: bf16 needs no loss scaling),
 ``rng`` (python / numpy / torch / CUDA generator states), ``epoch`` and ``epoch_step`` (where to resume: a
 mid-epoch checkpoint has ``epoch_step > 0``), ``global_step``, ``best_metric``, ``metrics`` and ``config`` (the
@@ -23,7 +23,6 @@ import os
 import pickle
 import random
 import tempfile
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "equiseg-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
-_REQUIRED_KEYS = ("format", "format_version", "model_name", "build_kwargs", "model", "model_digest")
+_REQUIRED_KEYS = ("format", "format_version", "model_name", "build_kwargs", "model", "digest")
 
 
 class CheckpointError(RuntimeError):
@@ -70,14 +69,32 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return inner
 
 
-def state_digest(state: Mapping[str, torch.Tensor]) -> str:
-    """sha256 over the names, dtypes, shapes and bytes of a state dict's tensors (order independent)."""
+def state_digest(state: Any) -> str:
+    """sha256 over a checkpoint payload: every tensor's name, dtype, shape and bytes, and every plain value.
+
+    Dict keys are visited in sorted order, so the digest does not depend on insertion order. Covers the model,
+    optimiser and RNG tensors, so bit rot anywhere in the tensor data is caught (the zip container has no checksum
+    that ``torch.load`` verifies).
+    """
     digest = hashlib.sha256()
-    for name in sorted(state):
-        tensor = state[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        if tensor.numel():
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+    def visit(node: Any, where: str) -> None:
+        if isinstance(node, torch.Tensor):
+            tensor = node.detach().cpu().contiguous()
+            digest.update(f"{where}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+            if tensor.numel():
+                digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(node, Mapping):
+            for key in sorted(node, key=str):
+                visit(node[key], f"{where}/{key}")
+        elif isinstance(node, list | tuple):
+            digest.update(f"{where}|{type(node).__name__}{len(node)}|".encode())
+            for index, item in enumerate(node):
+                visit(item, f"{where}[{index}]")
+        else:
+            digest.update(f"{where}={node!r}|".encode())
+
+    visit(state, "")
     return digest.hexdigest()
 
 
@@ -153,7 +170,6 @@ def save_checkpoint(
         "model_name": model_name,
         "build_kwargs": dict(build_kwargs),
         "model": state,
-        "model_digest": state_digest(state),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": {"kind": "warmup_poly", "global_step": int(global_step)},
         "scaler": {},
@@ -166,6 +182,7 @@ def save_checkpoint(
         "history": [{str(k): float(v) for k, v in h.items()} for h in (history or [])],
         "config": dict(config or {}),
     }
+    payload["digest"] = state_digest(payload)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -214,7 +231,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             f"{source} holds pickled objects that weights_only loading refuses ({exc}); it is not an equiseg "
             "checkpoint, and equiseg never unpickles code. Re-export it with equiseg.training.save_checkpoint"
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError, ... for damaged or non-torch files
         raise CheckpointError(
             f"{source} is corrupted or truncated and cannot be read ({type(exc).__name__}: {exc}); "
             "resume from an earlier checkpoint (best.pt / last.pt) or retrain"
@@ -234,9 +251,10 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     missing = [key for key in _REQUIRED_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"{source} lacks required entries {missing}; it is incomplete, retrain or re-save it")
-    if state_digest(payload["model"]) != payload["model_digest"]:
+    content = {key: value for key, value in payload.items() if key != "digest"}
+    if state_digest(content) != payload["digest"]:
         raise CheckpointError(
-            f"{source} is corrupted: its model tensors do not match the stored sha256 digest; "
+            f"{source} is corrupted: its contents do not match the stored sha256 digest; "
             "resume from an earlier checkpoint or retrain"
         )
     return payload
