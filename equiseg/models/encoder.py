@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass
 
 import torch
-from timm.models.pvt_v2 import OverlapPatchEmbed, PyramidVisionTransformerV2
+from timm.models.pvt_v2 import Block, OverlapPatchEmbed, PyramidVisionTransformerStage, PyramidVisionTransformerV2
 from torch import Tensor, nn
 
 __all__ = ["VARIANTS", "EncoderSpec", "MiTBranch", "ModalityEncoders", "stage_drop_path_rates"]
@@ -82,9 +82,36 @@ class MiTBranch(nn.Module):
         return out
 
     def stage(self, index: int, x: Tensor) -> Tensor:
-        """Run stage ``index``; returns ``(B, C_index, h, w)``."""
-        out: Tensor = self.stages[index](x)
-        return out
+        """Run stage ``index``; returns ``(B, C_index, h, w)`` (same result as timm's stage forward)."""
+        tokens, size = self.stage_before_cross(index, x)
+        return self.stage_after_cross(index, tokens, size)
+
+    def stage_before_cross(self, index: int, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """Stage ``index`` up to and including the last block's SR self-attention.
+
+        Returns tokens ``(B, h*w, C)`` and ``(h, w)``; the CMTB's cross-attention goes here, before the last block's
+        Mix-FFN (:meth:`stage_after_cross`).
+        """
+        stage = typing.cast(PyramidVisionTransformerStage, self.stages[index])
+        if stage.downsample is not None:
+            x = stage.downsample(x)  # (B, C_prev, H, W) -> (B, h, w, C)
+        batch, height, width, dim = x.shape
+        size = (height, width)
+        tokens = x.reshape(batch, -1, dim)  # (B, h*w, C)
+        for block in stage.blocks[:-1]:
+            tokens = block(tokens, size)
+        last = typing.cast(Block, stage.blocks[-1])
+        tokens = tokens + last.drop_path1(last.attn(last.norm1(tokens), size))
+        return tokens, size
+
+    def stage_after_cross(self, index: int, tokens: Tensor, size: tuple[int, int]) -> Tensor:
+        """The last block's Mix-FFN and the stage norm: ``(B, h*w, C)`` -> ``(B, C, h, w)``."""
+        stage = typing.cast(PyramidVisionTransformerStage, self.stages[index])
+        last = typing.cast(Block, stage.blocks[-1])
+        tokens = tokens + last.drop_path2(last.mlp(last.norm2(tokens), size))
+        tokens = stage.norm(tokens)
+        batch, _, dim = tokens.shape
+        return tokens.reshape(batch, size[0], size[1], dim).permute(0, 3, 1, 2).contiguous()
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """All four stage outputs of one image batch."""
@@ -141,9 +168,27 @@ class ModalityEncoders(nn.Module):
 
     def stage(self, index: int, feats: dict[str, Tensor]) -> dict[str, Tensor]:
         """Run stage ``index`` on every modality; shared weights run all modalities as one batch."""
-        names = list(feats)
+        tokens, size = self.stage_before_cross(index, feats)
+        return self.stage_after_cross(index, tokens, size)
+
+    def stage_before_cross(self, index: int, feats: dict[str, Tensor]) -> tuple[dict[str, Tensor], tuple[int, int]]:
+        """:meth:`MiTBranch.stage_before_cross` for every modality: ``{m: (B, h*w, C)}`` and ``(h, w)``."""
         if self.shared is not None:
+            names = list(feats)
             batch = feats[names[0]].shape[0]
-            out = self.shared.stage(index, torch.cat([feats[name] for name in names], dim=0))
+            tokens, size = self.shared.stage_before_cross(index, torch.cat([feats[n] for n in names], dim=0))
+            return dict(zip(names, tokens.split(batch, dim=0), strict=True)), size
+        out: dict[str, Tensor] = {}
+        size = (0, 0)
+        for name, x in feats.items():
+            out[name], size = self.branch(name).stage_before_cross(index, x)
+        return out, size
+
+    def stage_after_cross(self, index: int, tokens: dict[str, Tensor], size: tuple[int, int]) -> dict[str, Tensor]:
+        """:meth:`MiTBranch.stage_after_cross` for every modality: ``{m: (B, C, h, w)}``."""
+        if self.shared is not None:
+            names = list(tokens)
+            batch = tokens[names[0]].shape[0]
+            out = self.shared.stage_after_cross(index, torch.cat([tokens[n] for n in names], dim=0), size)
             return dict(zip(names, out.split(batch, dim=0), strict=True))
-        return {name: self.branch(name).stage(index, x) for name, x in feats.items()}
+        return {name: self.branch(name).stage_after_cross(index, t, size) for name, t in tokens.items()}

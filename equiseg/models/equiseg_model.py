@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from equiseg.models.base import SegmentationModel, SegmentationOutput
-from equiseg.models.cmtb import CrossModalBlock
+from equiseg.models.cmtb import CrossModalAttention
 from equiseg.models.decoder import SegFormerHead
 from equiseg.models.encoder import EncoderSpec, ModalityEncoders, stage_drop_path_rates
 from equiseg.models.selection import StageSelection
@@ -61,7 +61,7 @@ class EQUISeg(SegmentationModel):
         )
         rates = stage_drop_path_rates(spec, drop_path_rate)
         self.cmtb = nn.ModuleList(
-            CrossModalBlock(self.modalities, dim, heads, sr, rate, share_encoder_weights)
+            CrossModalAttention(self.modalities, dim, heads, sr, rate, share_encoder_weights)
             for dim, heads, sr, rate in zip(spec.embed_dims, spec.num_heads, spec.sr_ratios, rates, strict=True)
         )
         self.selection = nn.ModuleList(StageSelection(dim) for dim in spec.embed_dims)
@@ -83,8 +83,10 @@ class EQUISeg(SegmentationModel):
         weights: dict[str, Tensor] = {}
         logits_prev: Tensor | None = None
         for index, (cmtb, select) in enumerate(zip(self.cmtb, self.selection, strict=True)):
-            feats = self.encoders.stage(index, feats)  # {m: (B, C_i, h_i, w_i)}: SR self-attention + Mix-FFN
-            feats = cmtb(feats)  # cross-modal attention + Mix-FFN
+            # CMTB: SR self-attention within each modality -> cross-modal attention -> Mix-FFN (+ stage norm).
+            tokens, size = self.encoders.stage_before_cross(index, feats)  # {m: (B, h_i*w_i, C_i)}
+            tokens = cmtb(tokens, size)
+            feats = self.encoders.stage_after_cross(index, tokens, size)  # {m: (B, C_i, h_i, w_i)}
             stage_fused, stage_weights, logits_prev = select(feats, logits_prev)
             fused.append(stage_fused)
             stage_feats.append(feats)
