@@ -13,6 +13,7 @@ from equiseg import __version__
 # module path -> attribute holding a click.Command / click.Group. Only built capabilities are listed.
 _COMMAND_MODULES: list[tuple[str, str]] = [
     ("equiseg.cli.config_cmd", "group"),
+    ("equiseg.cli.model_cmd", "group"),
     ("equiseg.cli.data_cmd", "group"),
     ("equiseg.cli.evaluate_cmd", "command"),
     ("equiseg.cli.gate_cmd", "command"),
