@@ -119,7 +119,8 @@ class RobustnessResult:
         Keys: ``clean_miou``; ``emm_avg``, ``emm_min``, ``emm_e0.2|0.1|0.05``; ``rmm_r<r>`` and ``rmm_r<r>_e<p>``;
         ``nm_<level>``; ``corrupt_miou_c``, ``corrupt_miou_c_<modality>``, ``relative_robustness``;
         ``worst_slice_miou``; ``balance_ratio``, ``balance_spread``, ``balance_std``, ``single_<m>_miou``,
-        ``drop_without_<m>``; ``cond_<tag>_miou``; and ``miou/<slice name>`` for every slice.
+        ``drop_without_<m>``; ``cond_<tag>_miou``, ``cond_mean_miou``, ``cond_min_miou``; and ``miou/<slice name>``
+        for every slice.
         Metrics a suite did not measure are absent, never zero-filled.
         """
         agg = self.aggregates
@@ -154,6 +155,9 @@ class RobustnessResult:
                 out[f"drop_without_{modality}"] = value
         for tag, value in (agg.get("conditions") or {}).items():
             out[f"cond_{tag}_miou"] = value
+        if agg.get("condition_summary"):
+            out["cond_mean_miou"] = agg["condition_summary"]["mean"]
+            out["cond_min_miou"] = agg["condition_summary"]["min"]
         for name, sl in self.slices.items():
             out[f"miou/{name}"] = sl.miou
         return {metric_safe(k): float(v) for k, v in out.items() if v is not None}

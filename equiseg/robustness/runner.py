@@ -126,9 +126,10 @@ def plan_suite(
         specs.append(SliceSpec(f"nm/{level}", "nm", {"level": level}, _nm_transform(level)))
     if severities is None:
         severities = FULL_SEVERITIES if full else QUICK_SEVERITIES
-    bad = [s for s in severities if not 1 <= int(s) <= 5]
+    bad = [s for s in severities if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5]
     if bad:
-        raise ValueError(f"corruption severities must be in 1-5, got {bad}")
+        raise ValueError(f"corruption severities must be ints in 1-5, got {bad}")
+    severities = sorted(set(severities))
     for modality in mods:
         if full:
             names = [n for n, spec in DEGRADATIONS.items() if spec.applies_to(modality) and n != "missing"]
@@ -353,7 +354,17 @@ def evaluate_robustness(
                         _sync(dev)
                         degrade_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
-                    logits = model_logits(model(inputs))
+                    try:
+                        output = model(inputs)
+                    except (KeyError, ValueError) as exc:
+                        if spec.kind == "emm" and mode == "drop":
+                            raise RuntimeError(
+                                f"the model failed on slice {spec.name} with modalities {sorted(inputs)} left out of "
+                                f"the input ({exc!r}); it does not accept modality subsets, evaluate with "
+                                "missing='zero' (robustness.missing=zero)"
+                            ) from exc
+                        raise
+                    logits = model_logits(output)
                     if logits.shape[-2:] != batch.label.shape[-2:]:
                         logits = F.interpolate(
                             logits, size=batch.label.shape[-2:], mode="bilinear", align_corners=False
@@ -393,7 +404,7 @@ def evaluate_robustness(
         condition_names[tag] = name
         slices[name] = build(name, "cond", {"tag": tag}, hists["clean"][members], [sample_ids[i] for i in members])
 
-    aggregates = _aggregate(slices, mods, condition_names)
+    aggregates = _aggregate(slices, mods, condition_names, with_protocols=suite != "clean")
     meta: dict[str, Any] = {
         "suite": suite,
         "seed": seed,
@@ -431,12 +442,16 @@ def _tag_key(tag: str) -> str:
 
 
 def _aggregate(
-    slices: Mapping[str, SliceResult], modalities: tuple[str, ...], condition_names: Mapping[str, str]
+    slices: Mapping[str, SliceResult],
+    modalities: tuple[str, ...],
+    condition_names: Mapping[str, str],
+    *,
+    with_protocols: bool,
 ) -> dict[str, Any]:
     clean = slices["clean"].miou
     out: dict[str, Any] = {"clean_miou": clean}
     emm_slices = {tuple(s.params["missing"]): s.miou for s in slices.values() if s.kind == "emm"}
-    if emm_slices:
+    if with_protocols:  # with one modality the only admissible EMM case is the clean one
         by_missing: dict[tuple[str, ...], float] = {(): clean, **emm_slices}
         values = list(by_missing.values())
         out["emm"] = {
@@ -494,7 +509,12 @@ def _aggregate(
             "per_modality_miou_c": per_modality,
         }
     if condition_names:
-        out["conditions"] = {_tag_key(tag): slices[name].miou for tag, name in condition_names.items()}
+        conditions = {_tag_key(tag): slices[name].miou for tag, name in condition_names.items()}
+        out["conditions"] = conditions
+        out["condition_summary"] = {
+            "mean": math.fsum(conditions.values()) / len(conditions),
+            "min": min(conditions.values()),
+        }
     worst = min(slices.values(), key=lambda s: s.miou)
     out["worst_slice"] = {"name": worst.name, "miou": worst.miou}
     return out

@@ -117,3 +117,33 @@ def test_batches_missing_a_modality_fail_with_advice(batches_rgb_depth: list) ->
         evaluate_robustness(
             OracleModel(MODS), batches_rgb_depth, num_classes=NUM_CLASSES, modalities=("rgb", "thermal"), progress=False
         )
+
+
+def test_single_modality_and_one_shot_iterable() -> None:
+    """N = 1: EMM Avg is the clean mIoU; a generator (iterable once) is enough because batches are cached."""
+    batches = (b for b in make_batches(("rgb",), num_images=4, batch_size=2))
+    result = evaluate_robustness(
+        OracleModel(("rgb",)),
+        batches,
+        num_classes=NUM_CLASSES,
+        modalities=("rgb",),
+        severities=[3, 3],
+        bootstrap_samples=0,
+        progress=False,
+    )
+    m = result.summary_metrics()
+    assert m["emm_avg"] == m["clean_miou"] == pytest.approx(100.0)
+    assert m["balance_ratio"] == 1.0 and "drop_without_rgb" not in m
+    assert result.meta["severities"] == [3]
+    assert m["cond_min_miou"] <= m["cond_mean_miou"]
+    assert not any(k.startswith("miou/rmm") for k in m)
+
+
+def test_drop_mode_on_a_model_without_subset_support_says_how_to_fix() -> None:
+    batches = make_batches(MODS, num_images=4)
+    kwargs = dict(num_classes=NUM_CLASSES, modalities=MODS, suite="quick", severities=[1], progress=False)
+    zero = evaluate_robustness(SingleModalityModel("depth"), batches, missing="zero", bootstrap_samples=0, **kwargs)
+    assert zero.slices["emm/depth"].miou == pytest.approx(100.0)
+    assert zero.slices["emm/rgb"].miou < 50.0  # zero-filled depth decodes to one constant class
+    with pytest.raises(RuntimeError, match="missing='zero'"):
+        evaluate_robustness(SingleModalityModel("depth"), batches, missing="drop", bootstrap_samples=0, **kwargs)
