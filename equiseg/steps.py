@@ -126,11 +126,14 @@ def prepare_data(cfg: EquisegConfig, *, source: str = "", ingest_root: str = "",
                 val_fraction=cfg.data.val_fraction,
                 test_fraction=cfg.data.test_fraction,
                 num_classes=cfg.data.num_classes,
+                progress=False,
             )
         else:
             if not ingest_root:
                 raise ValueError(f"data source {source!r} needs --ingest-root pointing at the dataset's folder")
-            manifest = ingest_dataset(source, Path(ingest_root), data_root)
+            # A real dataset stays where it is; the manifest (paths relative to that root) goes to data.root.
+            manifest = ingest_dataset(source, Path(ingest_root), data_root, progress=False)
+            data_root = Path(ingest_root).resolve()
         samples = read_manifest(manifest).num_rows
     record_facts(step_dir.parent, data={"source": source, "root": str(data_root), "samples": samples})
     return PreparedData(manifest=Path(manifest), data_root=data_root, samples=samples, source=source)
@@ -178,11 +181,12 @@ def validate_data(cfg: EquisegConfig, *, manifest: str | Path, data_root: str | 
             reference_profile=reference if reference.is_file() else None,
             drift_threshold=cfg.data.drift_threshold,
             workers=max(1, cfg.data.num_workers),
+            progress=False,
         )
     record_facts(
         step_dir.parent,
         reports={"data_report": str(result.report_path)},
-        data={"validated": result.n_validated, "quarantined": result.n_quarantined, "validation": result.summary},
+        data={"validated": result.rows_validated, "quarantined": result.rows_quarantined, "validation": result.summary},
     )
     if not result.passed:
         raise DataValidationError(f"data validation blocked the run: {result.summary} (report: {result.report_path})")
@@ -190,9 +194,9 @@ def validate_data(cfg: EquisegConfig, *, manifest: str | Path, data_root: str | 
         validated_path=Path(result.validated_path),
         report_path=Path(result.report_path),
         summary=result.summary,
-        n_validated=result.n_validated,
-        n_quarantined=result.n_quarantined,
-        n_input=result.n_input,
+        n_validated=result.rows_validated,
+        n_quarantined=result.rows_quarantined,
+        n_input=result.rows_in,
     )
 
 
@@ -209,11 +213,18 @@ def version_data(cfg: EquisegConfig, *, data_root: str | Path, run_id: str = "")
     """``dvc add`` + ``dvc push`` the data root; the ``.dir`` md5 is the dataset version id."""
     from equiseg.data import version_data as dvc_version
 
-    root = Path(data_root)
-    version = dvc_version(root, repo_root=Path.cwd(), remote=cfg.data.dvc_remote)
+    root = Path(data_root).resolve()
+    cwd = Path.cwd().resolve()
+    # The data root is versioned inside the project (data.dvc beside the code) when it lies there; a dataset
+    # elsewhere (a real one on a volume) is its own DVC project without SCM.
+    repo_root = cwd if root.is_relative_to(cwd) and root != cwd else root.parent
     if run_id:
+        with timed_step(run_dir_for(cfg, run_id), "version_data"):
+            version = dvc_version(root, repo_root=repo_root, remote=cfg.data.dvc_remote)
         record_facts(run_dir_for(cfg, run_id), dataset_version=version.version_id)
-    return VersionedData(version_id=version.version_id, dvc_file=Path(version.dvc_file), remote=str(version.remote))
+    else:
+        version = dvc_version(root, repo_root=repo_root, remote=cfg.data.dvc_remote)
+    return VersionedData(version_id=version.version_id, dvc_file=Path(version.dvc_file), remote=version.remote_url)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -230,6 +241,11 @@ def optuna_storage_for(cfg: EquisegConfig, run_id: str, storage: str = "") -> st
     return f"sqlite:///{run_dir_for(cfg, run_id) / 'tune' / 'optuna.db'}"
 
 
+def study_name_for(cfg: EquisegConfig, run_id: str) -> str:
+    """One Optuna study per pipeline run, shared by that run's workers."""
+    return f"{cfg.tune.study_name}-{run_id}"
+
+
 def tune_worker(
     cfg: EquisegConfig,
     *,
@@ -240,7 +256,7 @@ def tune_worker(
     trials: int,
     storage: str = "",
 ) -> int:
-    """One tuning worker: ``trials`` trials of the run's shared study; returns the trials this worker finished."""
+    """One tuning worker: ``trials`` trials of the run's shared study; returns the finished trials in the study."""
     from equiseg.tracking import Tracker
     from equiseg.tuning import run_study
 
@@ -248,7 +264,7 @@ def tune_worker(
     tracker = Tracker(cfg.tracking)
     with timed_step(step_dir.parent, f"tune_worker_{worker}"):
         result = run_study(
-            cfg.replace(**{"tune.study_name": f"{cfg.tune.study_name}-{run_id}"}),
+            cfg.replace(**{"tune.study_name": study_name_for(cfg, run_id)}),
             manifest=Path(manifest),
             data_root=Path(data_root),
             out_dir=step_dir / f"worker-{worker}",
@@ -260,14 +276,23 @@ def tune_worker(
     return int(result.n_trials)
 
 
+def _best_trial_overrides(storage: str, study_name: str) -> list[str]:
+    import optuna
+
+    from equiseg.tuning import make_storage, overlay_overrides
+
+    study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
+    if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        logger.warning("study %s has no completed trial; training with the profile's parameters", study_name)
+        return []
+    return overlay_overrides(study.best_trial.params)
+
+
 def select_best_trial(cfg: EquisegConfig, *, run_id: str, storage: str = "") -> list[str]:
     """The best trial of the run's study as ``key=value`` overrides (empty if no trial completed)."""
-    from equiseg.tuning import best_overrides
-
     step_dir = _step_dir(cfg, run_id, "tune")
-    overrides = best_overrides(
-        storage=optuna_storage_for(cfg, run_id, storage), study_name=f"{cfg.tune.study_name}-{run_id}"
-    )
+    with timed_step(step_dir.parent, "select_best_trial"):
+        overrides = _best_trial_overrides(optuna_storage_for(cfg, run_id, storage), study_name_for(cfg, run_id))
     (step_dir / "best_overrides.json").write_text(json.dumps(overrides, indent=2))
     record_facts(step_dir.parent, tuned_overrides=overrides)
     return overrides
@@ -321,9 +346,18 @@ def train_candidate(
     tracker = Tracker(cfg.tracking)
     tags = lineage_tags(cfg, run_id=run_id, dataset_version=dataset_version)
     with timed_step(step_dir.parent, "train"), tracker.start_run(run_name=f"train-{run_id}", tags=tags) as run_id_:
-        tracker.log_config(cfg)
-        result = train(cfg, manifest=Path(manifest), data_root=Path(data_root), out_dir=step_dir, tracker=tracker)
-        model_uri = tracker.log_model(result.best_checkpoint, name="model")
+        # train() logs config, lineage, metrics, curves and the best model into this active run.
+        result = train(
+            cfg,
+            manifest=Path(manifest),
+            data_root=Path(data_root),
+            out_dir=step_dir,
+            tracker=tracker,
+            show_progress=False,
+        )
+    if not result.model_uri:
+        raise RuntimeError(f"training run {run_id_} logged no model; check the MLflow run for errors")
+    model_uri = result.model_uri
     record_facts(step_dir.parent, mlflow_run_id=run_id_, model_uri=model_uri, train_metrics=result.metrics)
     return TrainedCandidate(
         checkpoint=Path(result.best_checkpoint),
@@ -398,8 +432,12 @@ def evaluate_candidate(
         metrics = result.summary_metrics()
         if mlflow_run_id:
             tracker = Tracker(cfg.tracking)
-            tracker.log_metrics_to_run(mlflow_run_id, {f"robustness.{k}": v for k, v in metrics.items()})
-            tracker.log_artifacts_to_run(mlflow_run_id, step_dir, artifact_path="robustness")
+            tracker.log_to_run(
+                mlflow_run_id,
+                {f"robustness.{k}": v for k, v in metrics.items()},
+                artifacts=step_dir,
+                artifact_path="robustness",
+            )
     record_facts(step_dir.parent, reports={"robustness_report": str(paths["html"])}, robustness=metrics)
     return EvaluatedCandidate(report_html=Path(paths["html"]), report_json=Path(paths["json"]), metrics=metrics)
 

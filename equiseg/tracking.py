@@ -354,6 +354,22 @@ class Tracker:
         else:
             self._call("logging an artifact", mlflow.log_artifact, str(local), artifact_path)
 
+    def log_to_run(
+        self,
+        run_id: str,
+        metrics: Mapping[str, float],
+        *,
+        artifacts: str | os.PathLike[str] | None = None,
+        artifact_path: str | None = None,
+    ) -> None:
+        """Log metrics (and a file or folder) to an existing run, e.g. a later pipeline step adding to training's."""
+        for key, value in metrics.items():
+            self._call("logging a metric", self.client.log_metric, run_id, str(key), float(value))
+        if artifacts is not None:
+            local = Path(artifacts)
+            log = self.client.log_artifacts if local.is_dir() else self.client.log_artifact
+            self._call("logging artifacts", log, run_id, str(local), artifact_path)
+
     def log_text(self, text: str, artifact_file: str) -> None:
         """Write ``text`` as an artifact file of the active run."""
         self._call("logging text", mlflow.log_text, text, artifact_file)
