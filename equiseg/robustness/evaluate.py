@@ -112,7 +112,7 @@ def evaluate_stored_model(
         seed=rc.seed,
         device=dev,
         ignore_index=cfg.data.ignore_index,
-        severities=rc.severities if rc.suite == "quick" else None,
+        severities=rc.severities,
         bootstrap_samples=rc.bootstrap_samples,
         ci_level=rc.ci_level,
         absent_as_zero=rc.miou_absent_as_zero,

@@ -5,6 +5,7 @@ Suites (N modalities; see ``docs/robustness.md`` for the exact slice lists):
 - ``clean``: all modalities intact, plus condition slices (``cond/<tag>``) from the samples' condition tags.
 - ``quick``: ``clean`` + EMM (2^N - 1 kept sets) + RMM r = 0.5 (2^N - 1 missing sets) + NM mid + the key
   corruptions of :data:`~equiseg.robustness.degradations.QUICK_CORRUPTIONS` at ``severities`` (default 1, 3, 5).
+  ``severities`` only applies here; the full suite always covers 1-5.
   Cheap enough for every retraining on CPU.
 - ``full``: ``clean`` + EMM + RMM at r = 0.25, 0.5, 0.75 + NM low/mid/high + every registered degradation
   applicable to each modality at severities 1-5 (the whole corruption matrix).
@@ -124,8 +125,10 @@ def plan_suite(
             )
     for level in NM_LEVELS if full else QUICK_NM_LEVELS:
         specs.append(SliceSpec(f"nm/{level}", "nm", {"level": level}, _nm_transform(level)))
-    if severities is None:
-        severities = FULL_SEVERITIES if full else QUICK_SEVERITIES
+    if full:
+        severities = FULL_SEVERITIES  # the full suite is the whole matrix, whatever the quick severities are
+    elif severities is None:
+        severities = QUICK_SEVERITIES
     bad = [s for s in severities if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5]
     if bad:
         raise ValueError(f"corruption severities must be ints in 1-5, got {bad}")
@@ -305,7 +308,8 @@ def evaluate_robustness(
         seed: seed of every mask, noise draw and bootstrap.
         device: where batches, degradations and the model run.
         ignore_index: label value not scored.
-        severities: corruption severities (1-5); default 1, 3, 5 for quick and 1-5 for full.
+        severities: corruption severities (1-5) of the quick suite, default 1, 3, 5 (``robustness.severities``);
+            the full suite always uses 1-5, so callers may pass the configured value for either suite.
         bootstrap_samples: bootstrap resamples for each slice's CI (0 disables it).
         ci_level: CI level, e.g. 0.95.
         absent_as_zero: mIoU NaN convention (True: DeLiVER, absent classes count 0).
