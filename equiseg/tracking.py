@@ -40,6 +40,7 @@ from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+from sqlalchemy.exc import OperationalError
 from torch import nn
 
 from equiseg.config import EquisegConfig, TrackingConfig, config_hash, config_to_yaml, flatten_config
@@ -60,6 +61,8 @@ T = TypeVar("T")
 
 #: MLflow error codes that mean "your request is wrong", not "try again".
 _PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST"}
+#: Non-MLflow exceptions worth retrying: network and database hiccups (other errors are bugs and propagate).
+_TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OSError, ConnectionError, TimeoutError, OperationalError)
 #: Distributions pinned into the logged model's requirements (those the pyfunc needs to rebuild the network).
 _MODEL_REQUIREMENTS = ("torch", "torchvision", "timm", "numpy", "pyarrow", "PyYAML", "mlflow", "cloudpickle")
 
@@ -205,7 +208,7 @@ class Tracker:
                 if exc.error_code in _PERMANENT_ERRORS:
                     raise TrackingError(f"MLflow refused {what}: {exc.message}") from exc
                 error: Exception = exc
-            except Exception as exc:
+            except _TRANSIENT_ERRORS as exc:
                 error = exc
             if attempt + 1 < attempts:
                 delay = self.cfg.backoff_s * (2**attempt)

@@ -137,6 +137,7 @@ def save_checkpoint(
     best_metric: float | None = None,
     metrics: Mapping[str, float] | None = None,
     history: Sequence[Mapping[str, float]] | None = None,
+    partial_epoch_loss: Sequence[float] | None = None,
     include_rng: bool = True,
 ) -> Path:
     """Write a self-describing checkpoint atomically (temp file + fsync + rename); returns the path.
@@ -152,6 +153,8 @@ def save_checkpoint(
         best_metric: best objective value so far (``None`` before the first robustness evaluation).
         metrics: latest metrics, for humans and for :func:`load_model_from_checkpoint` callers.
         history: per-epoch metrics so far (restored on resume, so curves survive a crash).
+        partial_epoch_loss: mid-epoch only: loss sums of the epoch's finished steps over all ranks, so the
+            resumed epoch reports the same mean loss as an uninterrupted one.
         include_rng: store the generator states so a resumed run continues the same random streams.
     """
     bare = unwrap_model(model)
@@ -179,6 +182,7 @@ def save_checkpoint(
         "global_step": int(global_step),
         "best_metric": None if best_metric is None else float(best_metric),
         "metrics": {str(k): float(v) for k, v in (metrics or {}).items()},
+        "partial_epoch_loss": [float(v) for v in partial_epoch_loss] if partial_epoch_loss is not None else None,
         "history": [{str(k): float(v) for k, v in h.items()} for h in (history or [])],
         "config": dict(config or {}),
     }

@@ -174,6 +174,10 @@ class _Progress:
     best_metric: float | None = None
     best_epoch: int = -1
     history: list[dict[str, float]] = field(default_factory=list)
+    #: (total, main, aux) loss summed over this epoch's steps so far, over all ranks (restored on resume).
+    epoch_loss_sum: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    #: running local sums of the current epoch (this rank only), read when a mid-epoch checkpoint is written.
+    running_loss_sum: Tensor | None = None
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -205,7 +209,10 @@ def train_one_epoch(
     warmup = warmup_steps_for(tc.warmup_epochs, steps_per_epoch)
     use_amp = tc.amp and device.type == "cuda"
     model.train()
-    loss_sum = torch.zeros(3, dtype=torch.float64, device=device)  # total, main, aux summed over steps
+    # (total, main, aux) summed over steps; after a mid-epoch resume rank 0 starts from the stored global sums
+    initial = progress.epoch_loss_sum if (start_step > 0 and info.is_main) else [0.0, 0.0, 0.0]
+    loss_sum = torch.tensor(initial, dtype=torch.float64, device=device)
+    progress.running_loss_sum = loss_sum
     images = 0
     started = time.perf_counter()
     bar = tqdm(
@@ -259,9 +266,8 @@ def train_one_epoch(
         if on_step is not None:
             on_step(step, progress.global_step, {"train_step_loss": float(detached[0]), "lr": lr})
     bar.close()
-    steps_done = step - start_step
     all_reduce_sum(loss_sum, info)
-    denom = max(1, steps_done) * info.world_size
+    denom = max(1, step) * info.world_size
     elapsed = max(time.perf_counter() - started, 1e-9)
     return {
         "train_loss": float(loss_sum[0]) / denom,
@@ -528,6 +534,7 @@ def _train(
             best_metric=ckpt.get("best_metric"),
             best_epoch=int(ckpt.get("metrics", {}).get("best_epoch", -1)),
             history=[dict(h) for h in ckpt.get("history", [])],
+            epoch_loss_sum=[float(v) for v in ckpt.get("partial_epoch_loss") or [0.0, 0.0, 0.0]],
         )
         rng_state = ckpt.get("rng") or None
         logger.info("resumed from %s at epoch %d step %d", checkpoint_path, progress.epoch, progress.epoch_step)
@@ -559,6 +566,7 @@ def _train(
             best_metric=progress.best_metric,
             metrics={**metrics, "best_epoch": float(progress.best_epoch)},
             history=progress.history,
+            partial_epoch_loss=progress.epoch_loss_sum if epoch_step > 0 else None,
         )
 
     if rng_state is not None:
@@ -578,8 +586,12 @@ def _train(
             if tracker is not None and info.is_main and (global_step % 10 == 0 or epoch_step == 1):
                 tracker.log_metrics(step_metrics, step=global_step)
             every = tc.checkpoint_every_steps
-            if every > 0 and global_step % every == 0 and epoch_step < _steps and info.is_main:
-                write_checkpoint(last_path, epoch=_epoch, epoch_step=epoch_step, metrics=_metrics)
+            if every > 0 and global_step % every == 0 and epoch_step < _steps:
+                running = progress.running_loss_sum
+                if running is not None:  # collective on every rank: the checkpoint keeps the global partial sums
+                    progress.epoch_loss_sum = all_reduce_sum(running.clone(), info).tolist()
+                if info.is_main:
+                    write_checkpoint(last_path, epoch=_epoch, epoch_step=epoch_step, metrics=_metrics)
 
         epoch_metrics = train_one_epoch(
             train_model,
@@ -594,7 +606,7 @@ def _train(
             on_step=on_step,
             show_progress=show_progress,
         )
-        progress.epoch, progress.epoch_step = epoch + 1, 0
+        progress.epoch, progress.epoch_step, progress.epoch_loss_sum = epoch + 1, 0, [0.0, 0.0, 0.0]
         metrics: dict[str, float] = {"epoch": float(epoch + 1), **epoch_metrics}
         prune = False
         if info.is_main:

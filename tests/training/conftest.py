@@ -39,6 +39,12 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return manifest, root
 
 
+@pytest.fixture(scope="session")
+def tiny_overrides() -> tuple[str, ...]:
+    """The ``--set`` items that shrink the smoke profile for these tests."""
+    return TINY_OVERRIDES
+
+
 @pytest.fixture()
 def tiny_cfg() -> Callable[..., EquisegConfig]:
     """Factory: the smoke profile shrunk by :data:`TINY_OVERRIDES` plus extra ``key=value`` overrides."""
