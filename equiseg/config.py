@@ -139,6 +139,7 @@ class RobustnessConfig:
     missing: Literal["auto", "zero", "drop"] = "auto"  # EMM: auto = drop if the model supports subsets, else zero
     split: str = "val"  # manifest split that `equiseg evaluate` scores
     examples: int = 4  # samples in the report's prediction grid (one per condition tag first); 0 = none
+    cache: Literal["device", "cpu", "none"] = "device"  # where clean eval batches wait between slices; none = re-read
 
 
 @dataclass(frozen=True)

@@ -83,9 +83,9 @@ def evaluate_stored_model(
     """Evaluate ``model_ref`` on ``cfg.robustness.split`` of ``manifest`` and write the report into ``out_dir``.
 
     The suite, seed, severities (quick suite only; full always uses 1-5), bootstrap, CI level, mIoU convention,
-    missing-modality mode and example count come from ``cfg.robustness``; modalities and class count from the model
-    when it carries them (``.modalities``, ``.num_classes``), else from ``cfg.data``. The resolved config is
-    written next to the report as ``config.yaml``.
+    missing-modality mode, batch cache and example count come from ``cfg.robustness``; modalities and class count
+    from the model when it carries them (``.modalities``, ``.num_classes``), else from ``cfg.data``. The resolved
+    config is written next to the report as ``config.yaml``.
     """
     from equiseg.data import make_loader  # lazy: data pulls pyarrow readers the robustness core does not need
 
@@ -118,6 +118,7 @@ def evaluate_stored_model(
         absent_as_zero=rc.miou_absent_as_zero,
         progress=progress,
         missing=rc.missing,
+        cache=rc.cache,
     )
     result.meta["model"] = model_ref
     result.meta["manifest"] = str(manifest)

@@ -10,12 +10,14 @@ Suites (N modalities; see ``docs/robustness.md`` for the exact slice lists):
 - ``full``: ``clean`` + EMM + RMM at r = 0.25, 0.5, 0.75 + NM low/mid/high + every registered degradation
   applicable to each modality at severities 1-5 (the whole corruption matrix).
 
-The evaluation set is iterated **once** and its batches are kept in memory on the model's device (evaluation sets
-are small); every slice then re-uses those clean batches, so a DataLoader with random augmentation cannot make
-slices disagree about their inputs. Nothing derived from the model is cached. Every random draw comes from a
-``torch.Generator`` seeded by ``(seed, slice name, batch index)``, so a slice's inputs do not depend on which other
-slices run, and two models scored with the same seed see identical degraded inputs (what the gate's paired
-comparison needs).
+By default the evaluation set is iterated **once** and its batches are kept in memory on the model's device
+(evaluation sets are small); every slice then re-uses those clean batches, so a DataLoader with random augmentation
+cannot make slices disagree about their inputs. ``cache="cpu"`` keeps them in host memory instead, and
+``cache="none"`` re-reads a fixed-order DataLoader for every slice (large sets such as DeLiVER val at 1024 px).
+Each slice is scored as soon as it is evaluated, so only one slice's per-image matrices are held at a time; nothing
+derived from the model is cached. Every random draw comes from a ``torch.Generator`` seeded by
+``(seed, slice name, batch index)``, so a slice's inputs do not depend on which other slices run, and two models
+scored with the same seed see identical degraded inputs (what the gate's paired comparison needs).
 
 Missing modalities (EMM): ``missing="zero"`` zero-fills the tensor (zero is "missing" in normalised space, the
 benchmark's definition, §3.3); ``"drop"`` leaves it out of the input dict (modality-agnostic protocol, §3.4);
@@ -31,7 +33,7 @@ import re
 import statistics
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -216,33 +218,100 @@ class _CachedBatch:
     conditions: list[tuple[str, ...]]
 
 
-def _cache_batches(
-    batches: Iterable[Mapping[str, Any]], modalities: Sequence[str], device: torch.device
-) -> list[_CachedBatch]:
-    cached: list[_CachedBatch] = []
-    for index, batch in enumerate(batches):
-        inputs = batch["inputs"]
-        absent = [m for m in modalities if m not in inputs]
-        if absent:
-            raise KeyError(
-                f"batch {index} lacks modalities {absent} (it holds {sorted(inputs)}); evaluate with "
-                "modalities= matching the data, or fix the manifest"
-            )
-        label = batch["label"]
-        size = label.shape[0]
-        sample_ids = [str(s) for s in batch.get("sample_id", [f"{index}_{i}" for i in range(size)])]
-        conditions = [tuple(c) for c in batch.get("conditions", [() for _ in range(size)])]
-        cached.append(
-            _CachedBatch(
-                inputs={m: inputs[m].to(device=device, dtype=torch.float32) for m in modalities},
-                label=label.to(device=device, dtype=torch.long),
-                sample_ids=sample_ids,
-                conditions=conditions,
-            )
+def _prepare_batch(
+    batch: Mapping[str, Any], index: int, modalities: Sequence[str], device: torch.device
+) -> _CachedBatch:
+    inputs = batch["inputs"]
+    absent = [m for m in modalities if m not in inputs]
+    if absent:
+        raise KeyError(
+            f"batch {index} lacks modalities {absent} (it holds {sorted(inputs)}); evaluate with "
+            "modalities= matching the data, or fix the manifest"
         )
-    if not cached:
-        raise ValueError("the evaluation data yielded no batches; check the manifest split and data root")
-    return cached
+    label = batch["label"]
+    size = label.shape[0]
+    sample_ids = [str(s) for s in batch.get("sample_id", [f"{index}_{i}" for i in range(size)])]
+    conditions = [tuple(c) for c in batch.get("conditions", [() for _ in range(size)])]
+    return _CachedBatch(
+        inputs={m: inputs[m].to(device=device, dtype=torch.float32) for m in modalities},
+        label=label.to(device=device, dtype=torch.long),
+        sample_ids=sample_ids,
+        conditions=conditions,
+    )
+
+
+class _BatchSource:
+    """The evaluation batches on the model's device, once per slice, always in the same order.
+
+    ``cache="device"`` (default) or ``"cpu"`` reads ``batches`` once and keeps the prepared clean batches there;
+    ``"none"`` re-iterates ``batches`` for every slice (it must be re-iterable in a fixed order, e.g. a DataLoader
+    with ``shuffle=False``) for evaluation sets too large to hold.
+    """
+
+    def __init__(
+        self, batches: Iterable[Mapping[str, Any]], modalities: Sequence[str], device: torch.device, cache: str
+    ) -> None:
+        if cache not in ("device", "cpu", "none"):
+            raise ValueError(f"cache must be 'device', 'cpu' or 'none', got {cache!r}")
+        self.modalities = tuple(modalities)
+        self.device = device
+        self.cache = cache
+        self.sample_ids: list[str] = []
+        self.conditions: list[tuple[str, ...]] = []
+        self._batches = batches
+        self._cached: list[_CachedBatch] = []
+        self._order: list[list[str]] | None = None
+        if cache == "none":
+            if iter(batches) is batches:
+                raise ValueError(
+                    "cache='none' re-reads the data for every slice, but this source can be iterated only once "
+                    "(a generator); pass a DataLoader or list, or use cache='device' / 'cpu'"
+                )
+            return
+        store = device if cache == "device" else torch.device("cpu")
+        self._cached = [_prepare_batch(b, i, self.modalities, store) for i, b in enumerate(batches)]
+        self._set_order([b.sample_ids for b in self._cached], [c for b in self._cached for c in b.conditions])
+
+    def _set_order(self, order: list[list[str]], conditions: list[tuple[str, ...]]) -> None:
+        if not order:
+            raise ValueError("the evaluation data yielded no batches; check the manifest split and data root")
+        self._order = order
+        self.sample_ids = [s for ids in order for s in ids]
+        self.conditions = conditions
+
+    def __len__(self) -> int:
+        if self._order is not None:
+            return len(self._order)
+        return len(self._batches) if hasattr(self._batches, "__len__") else 0  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[int, _CachedBatch]]:
+        if self.cache != "none":
+            for index, batch in enumerate(self._cached):
+                if self.cache == "cpu":
+                    batch = _CachedBatch(
+                        inputs={m: x.to(self.device, non_blocking=True) for m, x in batch.inputs.items()},
+                        label=batch.label.to(self.device, non_blocking=True),
+                        sample_ids=batch.sample_ids,
+                        conditions=batch.conditions,
+                    )
+                yield index, batch
+            return
+        order: list[list[str]] = []
+        conditions: list[tuple[str, ...]] = []
+        for index, raw in enumerate(self._batches):
+            batch = _prepare_batch(raw, index, self.modalities, self.device)
+            if self._order is not None and (index >= len(self._order) or self._order[index] != batch.sample_ids):
+                raise RuntimeError(
+                    "the evaluation data changed order or content between slices; use a DataLoader with "
+                    "shuffle=False (or cache='device')"
+                )
+            order.append(batch.sample_ids)
+            conditions.extend(batch.conditions)
+            yield index, batch
+        if self._order is None:
+            self._set_order(order, conditions)
+        elif len(order) != len(self._order):
+            raise RuntimeError("the evaluation data yielded a different number of batches between slices")
 
 
 def _make_slice(
@@ -294,6 +363,7 @@ def evaluate_robustness(
     absent_as_zero: bool = True,
     progress: bool = True,
     missing: Literal["auto", "zero", "drop"] = "auto",
+    cache: Literal["device", "cpu", "none"] = "device",
 ) -> RobustnessResult:
     """Score ``model`` on every slice of ``suite`` and aggregate the protocols of reference §3.
 
@@ -301,7 +371,8 @@ def evaluate_robustness(
         model: callable ``model(inputs: dict[str, Tensor]) -> Tensor | object with .logits`` (B, K, H, W); logits at
             another size are resized bilinearly to the label size. ``nn.Module``s are put in eval mode for the
             call and restored afterwards.
-        batches: iterable of batch dicts (``docs/design.md``), e.g. a DataLoader; iterated once and cached.
+        batches: iterable of batch dicts (``docs/design.md``), e.g. a DataLoader; iterated once and cached
+            (see ``cache``).
         num_classes: number of classes K (mIoU averages over all K, §3.1).
         modalities: modalities to feed, in order; every batch must hold them.
         suite: ``clean``, ``quick`` or ``full`` (module docstring).
@@ -315,6 +386,8 @@ def evaluate_robustness(
         absent_as_zero: mIoU NaN convention (True: DeLiVER, absent classes count 0).
         progress: show a tqdm progress bar.
         missing: EMM missing-modality mode, ``auto | zero | drop`` (module docstring).
+        cache: where the clean batches are kept between slices: ``device`` (default), ``cpu`` (moved per batch) or
+            ``none`` (``batches`` re-iterated per slice; must be re-iterable in a fixed order).
 
     Returns:
         A :class:`RobustnessResult` with every slice, the aggregates and the measurement metadata.
@@ -331,23 +404,35 @@ def evaluate_robustness(
         raise ValueError(f"missing must be 'auto', 'zero' or 'drop', got {missing!r}")
     specs = plan_suite(mods, suite, severities=severities, missing=mode)
     started = time.perf_counter()
-    cached = _cache_batches(batches, mods, dev)
-    sample_ids = [s for b in cached for s in b.sample_ids]
-    conditions = [c for b in cached for c in b.conditions]
+    source = _BatchSource(batches, mods, dev, cache)
+
+    def build(name: str, kind: str, params: dict[str, Any], h: np.ndarray, ids: list[str]) -> SliceResult:
+        return _make_slice(
+            name,
+            kind,
+            params,
+            h,
+            ids,
+            seed=seed,
+            bootstrap_samples=bootstrap_samples,
+            ci_level=ci_level,
+            absent_as_zero=absent_as_zero,
+        )
 
     was_training = bool(getattr(model, "training", False))
-    eval_fn = getattr(model, "eval", None)
-    if isinstance(model, torch.nn.Module) and callable(eval_fn):
+    if isinstance(model, torch.nn.Module):
         model.eval()
-    hists: dict[str, np.ndarray] = {}
+    slices: dict[str, SliceResult] = {}
+    clean_hists = np.zeros((0, num_classes, num_classes), dtype=np.int64)
     degrade_s = 0.0
     inference_s = 0.0
-    bar = tqdm(total=len(specs) * len(cached), desc=f"robustness[{suite}]", unit="batch", disable=not progress)
+    total = len(specs) * len(source) or None
+    bar = tqdm(total=total, desc=f"robustness[{suite}]", unit="batch", disable=not progress)
     try:
         with torch.inference_mode():
             for spec in specs:
                 per_batch: list[np.ndarray] = []
-                for index, batch in enumerate(cached):
+                for index, batch in source:
                     inputs = batch.inputs
                     if spec.transform is not None:
                         generator = torch.Generator(device=dev)
@@ -378,35 +463,24 @@ def evaluate_robustness(
                     inference_s += time.perf_counter() - t0
                     per_batch.append(per_image_confusion(pred, batch.label, num_classes, ignore_index).cpu().numpy())
                     bar.update(1)
-                hists[spec.name] = np.concatenate(per_batch, axis=0)
+                hists = np.concatenate(per_batch, axis=0)
+                # scored right away: only the clean per-image matrices are kept (for the condition slices)
+                slices[spec.name] = build(spec.name, spec.kind, spec.params, hists, source.sample_ids)
+                if spec.kind == "clean":
+                    clean_hists = hists
     finally:
         bar.close()
         if isinstance(model, torch.nn.Module) and was_training:
             model.train()
 
-    def build(name: str, kind: str, params: dict[str, Any], h: np.ndarray, ids: list[str]) -> SliceResult:
-        return _make_slice(
-            name,
-            kind,
-            params,
-            h,
-            ids,
-            seed=seed,
-            bootstrap_samples=bootstrap_samples,
-            ci_level=ci_level,
-            absent_as_zero=absent_as_zero,
-        )
-
-    slices: dict[str, SliceResult] = {}
-    for spec in specs:
-        slices[spec.name] = build(spec.name, spec.kind, spec.params, hists[spec.name], sample_ids)
+    sample_ids, conditions = source.sample_ids, source.conditions
     tags = sorted({t for c in conditions for t in c})
     condition_names: dict[str, str] = {}
     for tag in tags:
         members = [i for i, c in enumerate(conditions) if tag in c]
         name = f"cond/{_tag_key(tag)}"
         condition_names[tag] = name
-        slices[name] = build(name, "cond", {"tag": tag}, hists["clean"][members], [sample_ids[i] for i in members])
+        slices[name] = build(name, "cond", {"tag": tag}, clean_hists[members], [sample_ids[i] for i in members])
 
     aggregates = _aggregate(slices, mods, condition_names, with_protocols=suite != "clean")
     meta: dict[str, Any] = {
@@ -421,6 +495,7 @@ def evaluate_robustness(
         "bootstrap_samples": bootstrap_samples,
         "ci_level": ci_level,
         "num_samples": len(sample_ids),
+        "cache": cache,
         "num_slices": len(slices),
         "device": str(dev),
         "timing": {

@@ -147,3 +147,42 @@ def test_drop_mode_on_a_model_without_subset_support_says_how_to_fix() -> None:
     assert zero.slices["emm/rgb"].miou < 50.0  # zero-filled depth decodes to one constant class
     with pytest.raises(RuntimeError, match="missing='zero'"):
         evaluate_robustness(SingleModalityModel("depth"), batches, missing="drop", bootstrap_samples=0, **kwargs)
+
+
+@pytest.mark.parametrize("cache", ["cpu", "none"])
+def test_cache_modes_give_identical_results(cache: str) -> None:
+    from torch.utils.data import DataLoader
+
+    samples = []
+    for batch in make_batches(MODS, num_images=6, batch_size=6):
+        for i in range(6):
+            samples.append(
+                {
+                    "inputs": {m: x[i] for m, x in batch["inputs"].items()},
+                    "label": batch["label"][i],
+                    "sample_id": batch["sample_id"][i],
+                    "conditions": batch["conditions"][i],
+                }
+            )
+
+    def collate(items: list) -> dict:
+        return {
+            "inputs": {m: torch.stack([s["inputs"][m] for s in items]) for m in MODS},
+            "label": torch.stack([s["label"] for s in items]),
+            "sample_id": [s["sample_id"] for s in items],
+            "conditions": [s["conditions"] for s in items],
+        }
+
+    loader = DataLoader(samples, batch_size=4, shuffle=False, collate_fn=collate)
+    kwargs = dict(num_classes=NUM_CLASSES, modalities=MODS, severities=[2], bootstrap_samples=20, progress=False)
+    reference = evaluate_robustness(OracleModel(MODS), loader, **kwargs)
+    other = evaluate_robustness(OracleModel(MODS), loader, cache=cache, **kwargs)
+    assert other.summary_metrics() == reference.summary_metrics()
+    assert other.slices["cond/night"].sample_ids == reference.slices["cond/night"].sample_ids
+    if cache == "none":
+        order = torch.Generator().manual_seed(0)  # seeded: successive epochs are known to differ
+        shuffled = DataLoader(samples, batch_size=4, shuffle=True, collate_fn=collate, generator=order)
+        with pytest.raises(RuntimeError, match="shuffle=False"):
+            evaluate_robustness(OracleModel(MODS), shuffled, cache="none", **kwargs)
+        with pytest.raises(ValueError, match="iterated only once"):
+            evaluate_robustness(OracleModel(MODS), iter(loader), cache="none", **kwargs)
