@@ -69,6 +69,16 @@ def load_model_ref(ref: str, device: torch.device, cfg: EquisegConfig, tracking_
     return model
 
 
+def _class_names(manifest: Path, num_classes: int) -> tuple[str, ...] | None:
+    """Names of the synthetic world's classes when the manifest declares that class set; None otherwise."""
+    from equiseg.data import CLASS_NAMES, SYNTHETIC_CLASS_SET, manifest_info, read_manifest
+
+    info = manifest_info(read_manifest(manifest))
+    if info.class_set.startswith(SYNTHETIC_CLASS_SET) and len(CLASS_NAMES) == num_classes:
+        return CLASS_NAMES
+    return None
+
+
 def evaluate_stored_model(
     cfg: EquisegConfig,
     *,
@@ -135,6 +145,6 @@ def evaluate_stored_model(
             missing=result.meta["missing_mode"],
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = write_robustness_report(result, out_dir, examples=examples)
+    paths = write_robustness_report(result, out_dir, examples=examples, class_names=_class_names(manifest, num_classes))
     paths["config"] = save_config(cfg, out_dir / "config.yaml")
     return EvaluationOutput(result=result, paths=paths)

@@ -248,7 +248,9 @@ def _ci(s: SliceResult) -> str:
     return "-" if math.isnan(s.ci_low) else f"[{s.ci_low:.2f}, {s.ci_high:.2f}]"
 
 
-def _tables(result: RobustnessResult) -> list[tuple[str, list[str], list[list[str]]]]:
+def _tables(
+    result: RobustnessResult, class_names: Sequence[str] | None = None
+) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of every section, shared by the Markdown and HTML renderers."""
     agg = result.aggregates
     tables: list[tuple[str, list[str], list[list[str]]]] = []
@@ -289,13 +291,22 @@ def _tables(result: RobustnessResult) -> list[tuple[str, list[str], list[list[st
         (
             "Per-class IoU (clean)",
             ["class", "IoU"],
-            [[str(i), _fmt(v * 100 if not math.isnan(v) else v)] for i, v in enumerate(clean.per_class_iou)],
+            [
+                [_class_label(i, class_names), _fmt(v * 100 if not math.isnan(v) else v)]
+                for i, v in enumerate(clean.per_class_iou)
+            ],
         )
     )
     return tables
 
 
-def _markdown(result: RobustnessResult, figures: Mapping[str, Path]) -> str:
+def _class_label(index: int, class_names: Sequence[str] | None) -> str:
+    if class_names is not None and index < len(class_names):
+        return f"{index} {class_names[index]}"
+    return str(index)
+
+
+def _markdown(result: RobustnessResult, figures: Mapping[str, Path], class_names: Sequence[str] | None) -> str:
     meta = result.meta
     lines = [
         "# Robustness report",
@@ -308,7 +319,7 @@ def _markdown(result: RobustnessResult, figures: Mapping[str, Path]) -> str:
         f"Worst slice: `{result.aggregates['worst_slice']['name']}` at {result.aggregates['worst_slice']['miou']:.2f}.",
         "",
     ]
-    for title, header, rows in _tables(result):
+    for title, header, rows in _tables(result, class_names):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
@@ -317,7 +328,7 @@ def _markdown(result: RobustnessResult, figures: Mapping[str, Path]) -> str:
     return "\n".join(lines)
 
 
-def _html(result: RobustnessResult, figures: Mapping[str, Path]) -> str:
+def _html(result: RobustnessResult, figures: Mapping[str, Path], class_names: Sequence[str] | None) -> str:
     esc = html.escape
     meta = result.meta
     parts = [
@@ -336,7 +347,7 @@ def _html(result: RobustnessResult, figures: Mapping[str, Path]) -> str:
     for key, path in figures.items():
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         parts.append(f"<h2>{esc(key)}</h2><img alt='{esc(key)}' src='data:image/png;base64,{data}'>")
-    for title, header, rows in _tables(result):
+    for title, header, rows in _tables(result, class_names):
         parts.append(f"<h2>{esc(title)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
         parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows]
         parts.append("</table>")
@@ -349,8 +360,11 @@ def write_robustness_report(
     out_dir: str | os.PathLike[str],
     *,
     examples: Sequence[PredictionExample] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Write ``robustness.json``, ``robustness.md``, ``robustness.html`` and the PNG figures into ``out_dir``.
+
+    ``class_names`` (index order) label the per-class table; ids are shown otherwise.
 
     Returns:
         ``{"json", "markdown", "html", "heatmap"?, "emm_subsets"?, "examples"?: Path}``; a figure is absent when
@@ -371,9 +385,9 @@ def write_robustness_report(
     if grid is not None:
         figures["examples"] = grid
     paths["markdown"] = out / "robustness.md"
-    paths["markdown"].write_text(_markdown(result, figures))
+    paths["markdown"].write_text(_markdown(result, figures, class_names))
     paths["html"] = out / "robustness.html"
-    paths["html"].write_text(_html(result, figures))
+    paths["html"].write_text(_html(result, figures, class_names))
     paths.update(figures)
     logger.info("robustness report written to %s (%s)", out, ", ".join(p.name for p in paths.values()))
     return paths

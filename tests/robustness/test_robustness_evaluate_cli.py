@@ -46,6 +46,7 @@ def test_evaluate_writes_report_for_a_checkpoint(tmp_path: Path, checkpoint_and_
     assert raw["meta"]["num_samples"] == len(raw["slices"][0]["sample_ids"]) == 3
     assert {"emm/rgb", "emm/depth", "nm/mid"} <= {s["name"] for s in raw["slices"]}
     assert 0.0 <= raw["summary"]["clean_miou"] <= 100.0
+    assert "| 1 lane_marking |" in (report / "robustness.md").read_text()  # synthetic class names label the table
     for name in ("robustness.md", "robustness.html", "heatmap.png", "emm_subsets.png", "examples.png", "config.yaml"):
         assert (report / name).is_file(), name
 
