@@ -346,7 +346,9 @@ def _holes(x: torch.Tensor, severity: int, generator: torch.Generator, modality:
     coarse = _rand(x, generator, (b, 1, max(2, h // 8), max(2, w // 8)))
     field = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
     field = field + 0.05 * _rand(x, generator, (b, 1, h, w))  # ragged blob borders
-    threshold = torch.quantile(field.view(b, -1), share, dim=1).view(b, 1, 1, 1)
+    flat = field.view(b, -1)
+    rank = max(1, int(share * flat.shape[1]))  # kthvalue, not quantile: quantile refuses inputs over 2^24 values
+    threshold = torch.kthvalue(flat, rank, dim=1).values.view(b, 1, 1, 1)
     return x * (field > threshold).to(x.dtype)
 
 

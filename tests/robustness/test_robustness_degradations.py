@@ -105,3 +105,10 @@ def test_jpeg_matches_pillow_encoder() -> None:
     ours_vs_pil = (ours - pil).abs().mean().item()
     damage = (pil - unit[0]).abs().mean().item()
     assert ours_vs_pil < 0.35 * damage, (ours_vs_pil, damage)
+
+
+def test_holes_on_a_batch_larger_than_quantile_limit() -> None:
+    """17 depth maps of 1024^2 (over 2^24 values): the hole share is still exact."""
+    x = torch.full((17, 1, 1024, 1024), 0.5)
+    out = degrade("holes", x, "depth", 3)
+    assert (out == 0).float().mean().item() == pytest.approx(0.20, abs=1e-3)
