@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,29 +91,28 @@ _CLASS_WEIGHTS = np.array([0.0, 0.16, 0.16, 0.16, 0.14, 0.14, 0.10, 0.14])
 _MODALITY_CHANNELS = {"rgb": 3, "depth": 1, "thermal": 1, "lidar": 1, "event": 1, "hha": 3}
 
 
-def _interp_matrix(size: int, cells: int) -> np.ndarray:
-    """(size, cells + 1) bilinear interpolation weights from a coarse grid to ``size`` samples."""
+def _lerp_coords(size: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lower grid index and fraction of ``size`` samples spread over ``cells`` grid intervals."""
     pos = np.linspace(0.0, cells, size, dtype=np.float64)
     lo = np.minimum(np.floor(pos).astype(np.int64), cells - 1)
-    frac = pos - lo
-    mat = np.zeros((size, cells + 1), dtype=np.float32)
-    rows = np.arange(size)
-    mat[rows, lo] = 1.0 - frac
-    mat[rows, lo + 1] = frac
-    return mat
+    return lo, (pos - lo).astype(np.float32)
 
 
 def _value_noise(rng: np.random.Generator, size: int, cells: tuple[int, ...]) -> np.ndarray:
-    """Smooth noise in about [-1, 1]: a sum of octaves of bilinearly upsampled random grids."""
+    """Smooth noise in about [-1, 1]: a sum of octaves of bilinearly upsampled random grids.
+
+    Interpolation is elementwise (no BLAS matrix product), so the result is bit-identical on any CPU and thread count.
+    """
     out = np.zeros((size, size), dtype=np.float32)
     amplitude, total = 1.0, 0.0
     for n in cells:
         grid = rng.uniform(-1.0, 1.0, size=(n + 1, n + 1)).astype(np.float32)
-        mat = _interp_matrix(size, n)
-        out += amplitude * (mat @ grid @ mat.T)
+        lo, frac = _lerp_coords(size, n)
+        rows = grid[lo] * (1.0 - frac)[:, None] + grid[lo + 1] * frac[:, None]  # (size, n + 1)
+        out += np.float32(amplitude) * (rows[:, lo] * (1.0 - frac)[None, :] + rows[:, lo + 1] * frac[None, :])
         total += amplitude
         amplitude *= 0.5
-    return out / total
+    return out / np.float32(total)
 
 
 def _object_mask(
@@ -229,9 +229,12 @@ def render_sample(
     gy, gx = np.gradient(height, metres_per_px)
     norm = np.sqrt(gx**2 + gy**2 + 1.0)
     azimuth, elevation = rng.uniform(0, 2 * np.pi), rng.uniform(0.6, 1.2)
-    light = np.array([np.cos(azimuth) * np.cos(elevation), np.sin(azimuth) * np.cos(elevation), np.sin(elevation)])
-    lambert = np.clip((-gx * light[0] - gy * light[1] + light[2]) / norm, 0.0, None)
-    shade = 0.35 + 0.75 * lambert / light[2]  # flat ground gets 1.1 whatever the sun elevation
+    # Python floats (not numpy float64 scalars) keep the arrays float32 under NumPy 2 promotion rules.
+    lx = math.cos(azimuth) * math.cos(elevation)
+    ly = math.sin(azimuth) * math.cos(elevation)
+    lz = math.sin(elevation)
+    lambert = np.clip((-gx * lx - gy * ly + lz) / norm, 0.0, None)
+    shade = 0.35 + (0.75 / lz) * lambert  # flat ground gets 1.1 whatever the sun elevation
 
     out: dict[str, np.ndarray] = {}
     rgb = albedo * shade[:, :, None]
