@@ -165,14 +165,19 @@ def apply_label_encoding(raw: np.ndarray, encoding: str, ignore_index: int = 255
     raise ValueError(f"unknown label encoding {encoding!r}; use identity, shift1 or deliver")
 
 
-def save_png(array: np.ndarray, path: Path) -> None:
-    """Write uint8 ``(H, W[, C])`` or uint16 ``(H, W)`` as PNG with fixed settings (byte-identical per input)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_png(array: np.ndarray, path: Path) -> bytes:
+    """Write uint8 ``(H, W[, C])`` or uint16 ``(H, W)`` as PNG with fixed settings; returns the bytes written.
+
+    The same array always gives the same bytes (zlib level 1 with the ``Z_RLE`` strategy: about 1.5x faster than
+    the default on noisy sensor images at the same size).
+    """
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
-    if array.dtype in (np.uint8, np.uint16) and (array.dtype == np.uint8 or array.ndim == 2):
-        img = Image.fromarray(np.ascontiguousarray(array))
-    else:
+    if not (array.dtype == np.uint8 or (array.dtype == np.uint16 and array.ndim == 2)):
         raise ValueError(f"save_png writes uint8 (H, W[, C]) or uint16 (H, W), got {array.dtype} {array.shape}")
-    # zlib level 1 with the Z_RLE strategy: ~1.5x faster than the default on noisy sensor images, same size.
-    img.save(path, format="PNG", compress_level=1, compress_type=3, optimize=False)
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=1, compress_type=3)
+    data = buffer.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data

@@ -18,6 +18,8 @@ but warm (thermal only); the rest show in several. Output is byte-identical per 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import math
@@ -30,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from equiseg.data.io import save_png
-from equiseg.data.manifest import MANIFEST_NAME, ManifestRow, file_sha256, rows_to_table, write_manifest
+from equiseg.data.manifest import MANIFEST_NAME, ManifestRow, rows_to_table, write_manifest
 
 __all__ = [
     "CLASS_NAMES",
@@ -164,6 +166,22 @@ def _object_mask(
     return mask, height, box
 
 
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """Round half up and saturate to uint8 (in place on the float temporary)."""
+    values += 0.5
+    np.clip(values, 0.0, 255.0, out=values)
+    return values.astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column coordinates (float32, read-only), cached per image size."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy.flags.writeable = False
+    xx.flags.writeable = False
+    return yy, xx
+
+
 def render_sample(
     rng: np.random.Generator,
     size: int,
@@ -174,7 +192,7 @@ def render_sample(
     num_classes: int = len(CLASS_TABLE),
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Render one scene: ``({modality: uint8/uint16 (H, W[, C])}, label uint8 (H, W))``."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy, xx = _pixel_grid(size)
     # Ground: one albedo + texture shared by ground, plinths and heated plates (so RGB cannot tell them apart).
     ground_rgb = (np.array([0.46, 0.42, 0.36]) + rng.uniform(-0.06, 0.06, size=3)).astype(np.float32)
     texture = 1.0 + 0.14 * _value_noise(rng, size, (max(4, size // 8), max(8, size // 4)))
@@ -247,7 +265,7 @@ def render_sample(
         rgb = rgb * transmission + 0.72 * (1.0 - transmission)
         temperature = temperature * 0.85 + 0.15 * ambient_c
     if "rgb" in modalities:
-        out["rgb"] = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+        out["rgb"] = _to_uint8(rgb * 255.0)
     depth_mm = depth_m * 1000.0 + 8.0 * rng.standard_normal(size=depth_m.shape, dtype=np.float32)
     depth_u16 = np.clip(np.round(depth_mm), 1, DEPTH_MAX_MM).astype(np.uint16)
     if "depth" in modalities:
@@ -255,7 +273,7 @@ def render_sample(
     if "thermal" in modalities:
         thermal = temperature + 0.5 * rng.standard_normal(size=temperature.shape, dtype=np.float32)
         scaled = (thermal - _THERMAL_MIN_C) / (_THERMAL_MAX_C - _THERMAL_MIN_C) * 255.0
-        out["thermal"] = np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+        out["thermal"] = _to_uint8(scaled)
     if "lidar" in modalities:
         step = max(2, size // 32)
         rows = (np.arange(size) % step == 0)[:, None]
@@ -274,7 +292,7 @@ def render_sample(
         hha = np.stack([disparity, above, angle], axis=2) + 0.004 * rng.standard_normal(
             size=(size, size, 3), dtype=np.float32
         )
-        out["hha"] = np.clip(np.round(hha * 255.0), 0, 255).astype(np.uint8)  # sensor noise: never a dead channel
+        out["hha"] = _to_uint8(hha * 255.0)  # sensor noise: never a dead channel
     return out, label
 
 
@@ -363,18 +381,18 @@ def generate_synthetic(
         files: dict[str, dict[str, object]] = {}
         for modality in modalities:
             rel = f"{modality}/{sample_id}.png"
-            save_png(arrays[modality], out_dir / rel)
+            encoded = save_png(arrays[modality], out_dir / rel)
             is16 = arrays[modality].dtype == np.uint16
             files[modality] = {
                 "path": rel,
                 "channels": _MODALITY_CHANNELS[modality],
                 "dtype": "uint16" if is16 else "uint8",
-                "sha256": file_sha256(out_dir / rel),
+                "sha256": hashlib.sha256(encoded).hexdigest(),
                 "bands": "",
                 "scale": 1.0 / DEPTH_MAX_MM if is16 else 1.0 / 255.0,
             }
         label_rel = f"label/{sample_id}.png"
-        save_png(label, out_dir / label_rel)
+        label_sha256 = hashlib.sha256(save_png(label, out_dir / label_rel)).hexdigest()
         rows.append(
             ManifestRow(
                 sample_id=sample_id,
@@ -387,7 +405,7 @@ def generate_synthetic(
                 else f"{SYNTHETIC_CLASS_SET}-k{n_classes}",
                 files=files,
                 label_path=label_rel,
-                label_sha256=file_sha256(out_dir / label_rel),
+                label_sha256=label_sha256,
                 conditions=("night" if night else "day", "fog" if fog else "clear"),
             )
         )
