@@ -205,8 +205,10 @@ def promote_candidate(
     """Register ``model_uri`` with lineage and verdict, serving-check the registered version, write and log its
     model card, then act according to ``gate.mode``.
 
-    A failed gate or serving check still registers the version (for the audit trail) but moves no alias. A lost
-    promotion race (:class:`~equiseg.registry.operations.ChampionMovedError`) is reported, not raised.
+    A failed gate or serving check still registers the version (for the audit trail) but moves no alias. The
+    heatmap and data statistics default to ``<out_dir>/../robustness/heatmap.png`` and ``<out_dir>/../data/stats.json``
+    (the pipeline's layout) when present. A lost promotion race
+    (:class:`~equiseg.registry.operations.ChampionMovedError`) is reported, not raised.
     """
     uri = _tracking_uri(cfg, tracking_uri)
     out = Path(out_dir)
@@ -229,9 +231,12 @@ def promote_candidate(
         verdict = verdict.with_checks([dataclasses.replace(c, name="registry_" + c.name) for c in report.to_checks()])
         record_verdict(name, version, verdict, tracking_uri=uri)
         write_verdict(verdict, out)
-    if heatmap is None:
-        found = sorted((out.parent / "robustness").glob("*heatmap*.png")) if out.parent.is_dir() else []
+    if heatmap is None:  # the pipeline's robustness step writes <run dir>/robustness/heatmap.png
+        found = sorted((out.parent / "robustness").glob("*heatmap*.png"))
         heatmap = found[0] if found else None
+    stats_file = out.parent / "data" / "stats.json"  # the pipeline's validation step writes the data statistics
+    if data_stats is None and stats_file.is_file():
+        data_stats = json.loads(stats_file.read_text())
     card = build_model_card(
         model_name=name,
         version=version,
