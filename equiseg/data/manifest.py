@@ -8,6 +8,7 @@ The schema version, modality list and class set live in the Parquet key-value me
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -252,6 +253,11 @@ def unsafe_path_reason(rel: str | None) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def _real_root(root: str) -> Path:
+    return Path(os.path.realpath(root))
+
+
 def resolve_in_root(root: Path, rel: str) -> Path:
     """Join a manifest path to the data root, rejecting absolute paths, ``..`` and symlinks leading outside.
 
@@ -261,11 +267,20 @@ def resolve_in_root(root: Path, rel: str) -> Path:
     reason = unsafe_path_reason(rel)
     if reason:
         raise PathEscapeError(f"{reason}: {rel!r} must be relative to the data root without '..'")
-    real_root = Path(os.path.realpath(root))
-    candidate = Path(os.path.realpath(real_root / rel))
-    if candidate != real_root and real_root not in candidate.parents:
-        raise PathEscapeError(f"path_symlink_escape: {rel!r} resolves to {candidate}, outside the data root {root}")
-    return candidate
+    real_root = _real_root(str(root))
+    candidate = real_root / rel
+    # Fast path: no component below the root is a symlink (one lstat per component instead of a full realpath).
+    probe = real_root
+    for part in PurePosixPath(rel).parts:
+        probe = probe / part
+        if probe.is_symlink():
+            break
+    else:
+        return candidate
+    resolved = Path(os.path.realpath(candidate))
+    if resolved != real_root and real_root not in resolved.parents:
+        raise PathEscapeError(f"path_symlink_escape: {rel!r} resolves to {resolved}, outside the data root {root}")
+    return resolved
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
