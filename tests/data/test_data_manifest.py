@@ -92,3 +92,13 @@ def test_data_cli_help_and_synth_defaults_from_profile(tmp_path: Path) -> None:
     assert len(rows) == 3 and rows[0]["height"] == 64  # size from configs/smoke.yaml
     bad = runner.invoke(cli, ["data", "synth", "--out", str(tmp_path), "--modalities", "rgb,sonar"])
     assert bad.exit_code != 0 and "sonar" in str(bad.exception or bad.output)
+
+
+def test_importing_the_data_layer_stays_light() -> None:
+    """Training workers import equiseg.data; it must not pull in mlflow, kfp, great_expectations or dvc."""
+    import subprocess
+    import sys
+
+    code = "import sys, equiseg.data; print(sorted(m for m in ('mlflow', 'kfp', 'great_expectations', 'dvc') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
