@@ -23,22 +23,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SelfGuidedModule", "class_prototypes"]
+__all__ = ["SelfGuidedModule", "class_masks", "class_prototypes"]
 
 
-def class_prototypes(feat: Tensor, labels: Tensor, num_classes: int, ignore_index: int) -> tuple[Tensor, Tensor]:
-    """Masked per-class mean of ``feat`` ``(B, C, h, w)`` under ``labels`` ``(B, H, W)`` (nearest-resized).
+def class_masks(labels: Tensor, size: tuple[int, int], num_classes: int, ignore_index: int) -> Tensor:
+    """Nearest-resized one-hot class masks of ``labels`` ``(B, H, W)``: ``(B, K, h*w)``, zero at ignored pixels."""
+    small = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()  # (B, h, w)
+    valid = (small != ignore_index) & (small >= 0) & (small < num_classes)
+    one_hot = F.one_hot(torch.where(valid, small, 0), num_classes) * valid[..., None]  # (B, h, w, K)
+    return one_hot.flatten(1, 2).transpose(1, 2)  # (B, K, h*w)
+
+
+def class_prototypes(feat: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
+    """Masked per-class mean of ``feat`` ``(B, C, h, w)`` under :func:`class_masks` ``(B, K, h*w)``.
 
     Returns:
         prototypes ``(B, K, C)`` and a ``(B, K)`` bool mask of the classes present in each image.
     """
-    small = F.interpolate(labels[:, None].float(), size=feat.shape[-2:], mode="nearest")[:, 0].long()  # (B, h, w)
-    valid = (small != ignore_index) & (small >= 0) & (small < num_classes)
-    one_hot = F.one_hot(torch.where(valid, small, 0), num_classes).to(feat.dtype)  # (B, h, w, K)
-    one_hot = one_hot * valid[..., None].to(feat.dtype)
-    one_hot = one_hot.flatten(1, 2).transpose(1, 2)  # (B, K, h*w)
-    counts = one_hot.sum(dim=-1)  # (B, K)
-    sums = one_hot @ feat.flatten(2).transpose(1, 2)  # (B, K, C)
+    masks = masks.to(feat.dtype)
+    counts = masks.sum(dim=-1)  # (B, K)
+    sums = masks @ feat.flatten(2).transpose(1, 2)  # (B, K, C)
     return sums / counts.clamp(min=1.0)[..., None], counts > 0
 
 
@@ -105,11 +109,12 @@ class SelfGuidedModule(nn.Module):
 
         proto_terms = []
         for feats in stage_feats:
+            size = (int(feats[names[0]].shape[-2]), int(feats[names[0]].shape[-1]))
+            masks = class_masks(labels, size, self.num_classes, self.ignore_index)
             protos = {}
-            present = None
+            present = masks.sum(dim=-1) > 0  # (B, K)
             for name in names:
-                protos[name], present = class_prototypes(feats[name], labels, self.num_classes, self.ignore_index)
-            assert present is not None
+                protos[name], _ = class_prototypes(feats[name], masks)
             if not bool(present.any()):
                 continue
             for i, name in enumerate(names):

@@ -67,16 +67,16 @@ class ModelSummary:
         }
 
 
-def count_flops(model: nn.Module, inputs: dict[str, Tensor]) -> int:
-    """FLOPs (2 per multiply-add) of one inference forward pass on ``inputs``."""
+def count_flops(model: nn.Module, inputs: dict[str, Tensor]) -> tuple[int, Any]:
+    """FLOPs (2 per multiply-add) of one inference forward pass on ``inputs``, and the model's output."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(inputs)
+            output = model(inputs)
     finally:
         model.train(was_training)
-    return int(counter.get_total_flops())
+    return int(counter.get_total_flops()), output
 
 
 def random_inputs(model: SegmentationModel, size: int, batch: int = 1, seed: int = 0) -> dict[str, Tensor]:
@@ -98,10 +98,7 @@ def summarize_model(model: SegmentationModel, size: int) -> ModelSummary:
     decoder = getattr(model, "decoder", None)
     handle = decoder.register_forward_pre_hook(capture) if isinstance(decoder, nn.Module) else None
     try:
-        flops = count_flops(model, inputs)
-        model.eval()
-        with torch.no_grad():
-            logits = model(inputs).logits
+        flops, output = count_flops(model, inputs)
     finally:
         if handle is not None:
             handle.remove()
@@ -111,8 +108,8 @@ def summarize_model(model: SegmentationModel, size: int) -> ModelSummary:
         size=size,
         params=sum(p.numel() for p in model.parameters()),
         gflops=flops / 1e9,
-        stage_shapes=captured[: len(captured) // 2],  # the hook ran for the FLOP count and for the logits pass
-        logits_shape=tuple(logits.shape),
+        stage_shapes=captured,
+        logits_shape=tuple(output.logits.shape),
     )
 
 
