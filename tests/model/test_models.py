@@ -255,3 +255,19 @@ def test_full_size_variants_forward_and_backward(name: str) -> None:
     loss = F.cross_entropy(out.logits, labels, ignore_index=255) + sum(out.aux_losses.values())
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_class_prototypes_are_masked_class_means() -> None:
+    from equiseg.models.sgm import class_masks, class_prototypes
+
+    labels = torch.zeros(1, 8, 8, dtype=torch.long)
+    labels[:, :, 4:] = 2  # right half class 2, left half class 0, class 1 absent
+    labels[:, 0, 0] = 255  # ignored
+    feat = torch.zeros(1, 3, 8, 8)
+    feat[:, :, :, 4:] = torch.tensor([1.0, 2.0, 3.0])[:, None, None]
+    feat[:, :, 0, 0] = 100.0  # must not leak into class 0 through the ignored pixel
+    masks = class_masks(labels, (8, 8), num_classes=3, ignore_index=255)
+    protos, present = class_prototypes(feat, masks)
+    assert present.tolist() == [[True, False, True]]
+    torch.testing.assert_close(protos[0, 0], torch.zeros(3))
+    torch.testing.assert_close(protos[0, 2], torch.tensor([1.0, 2.0, 3.0]))
