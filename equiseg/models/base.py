@@ -62,8 +62,12 @@ def resolve_in_chans(modalities: Sequence[str], in_chans: Mapping[str, int] | No
 class SegmentationModel(nn.Module):
     """Base class: remembers how it was built and checks the ``inputs`` mapping against the contract.
 
-    Subclasses implement :meth:`forward` and call :meth:`check_inputs` first.
+    Subclasses implement :meth:`forward` and call :meth:`check_inputs` first. ``supports_missing_modalities`` is
+    True for models that fuse only the modalities present (absent ones may be left out of ``inputs``) and False for
+    those that zero-fill them internally; ``equiseg.robustness`` reads it to pick the EMM protocol.
     """
+
+    supports_missing_modalities: bool = False
 
     def __init__(
         self,

@@ -107,6 +107,8 @@ class MeanFusion(SegmentationModel):
     so ``share_encoder_weights`` is not an option here.
     """
 
+    supports_missing_modalities = True
+
     def __init__(
         self,
         *,

@@ -28,6 +28,8 @@ class EQUISeg(SegmentationModel):
     Absent modalities are simply not encoded: the CMTB attends among, and the selection weighs, only the present ones.
     """
 
+    supports_missing_modalities = True
+
     def __init__(
         self,
         *,

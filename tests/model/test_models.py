@@ -103,6 +103,7 @@ def test_every_non_empty_subset_at_inference(name: str) -> None:
             if name in WEIGHTED:
                 assert all(w.shape == (2, count) for w in out.modality_weights.values()), subset
             outputs[subset] = out.logits
+    assert model.supports_missing_modalities == (name in WEIGHTED)
     if name == "segformer_rgb_tiny":  # ignores everything but RGB
         torch.testing.assert_close(outputs[("rgb",)], outputs[("rgb", "depth", "thermal")])
     else:  # the other modalities change the prediction
