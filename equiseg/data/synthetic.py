@@ -13,7 +13,10 @@ is consistent and occlusion-correct (the highest surface wins, as seen from abov
 The classes are designed so no modality suffices: ``lane_marking`` is flat paint at ground temperature (RGB only),
 ``plinth`` is ground-coloured and ambient but raised (depth only), ``heated_plate`` is flush and ground-coloured
 but warm (thermal only); the rest show in several. Output is byte-identical per seed: every sample draws from
-``numpy.random.default_rng([seed, index])`` and PNGs are written with fixed settings.
+``numpy.random.default_rng([seed, index])`` and PNGs are written with fixed settings. The renderer uses only
+IEEE-exact array arithmetic (+ − × ÷ √, interpolation); transcendental functions are evaluated by ``math`` on
+scalars or tabulated, never by NumPy's CPU-dispatched SIMD ufuncs (``np.exp``, ``np.sin`` ... may differ in the last
+bit between AVX2 and AVX-512 machines, which would change PNG bytes and the DVC hash).
 """
 
 from __future__ import annotations
@@ -139,13 +142,14 @@ def _object_mask(
     else:  # pole
         r = rng.uniform(0.018, 0.03) * size + 1.0
         half = (r, r)
-    reach = float(np.hypot(*half)) + 2.0
+    reach = math.hypot(*half) + 2.0
     y0, y1 = max(0, int(cy - reach)), min(size, int(cy + reach) + 1)
     x0, x1 = max(0, int(cx - reach)), min(size, int(cx + reach) + 1)
     box = (slice(y0, y1), slice(x0, x1))
     dx, dy = xx[box] - cx, yy[box] - cy
-    u = (dx * np.cos(angle) + dy * np.sin(angle)) / half[0]
-    v = (-dx * np.sin(angle) + dy * np.cos(angle)) / half[1]
+    cos_a, sin_a = math.cos(angle), math.sin(angle)
+    u = (dx * cos_a + dy * sin_a) / half[0]
+    v = (-dx * sin_a + dy * cos_a) / half[1]
     if cls in (1, 2, 3):  # rectangles
         mask = (np.abs(u) <= 1.0) & (np.abs(v) <= 1.0)
         height = np.full(u.shape, rng.uniform(0.4, 1.2) if cls == 2 else 0.0)
@@ -154,8 +158,16 @@ def _object_mask(
         mask = super_r <= 1.0
         height = 1.5 * np.sqrt(np.clip(1.0 - 0.35 * super_r, 0.0, None))
     elif cls == 6:  # irregular blob
-        theta = np.arctan2(v, u)
-        wobble = 1.0 + 0.18 * np.sin(3 * theta + rng.uniform(0, 6.3)) + 0.1 * np.sin(5 * theta + rng.uniform(0, 6.3))
+        # Radius modulated by the 3rd and 5th angular harmonics, from cos/sin of the polar angle by the
+        # multiple-angle polynomials (arithmetic only: see the module docstring).
+        r = np.sqrt(u**2 + v**2) + 1e-6
+        c, s = u / r, v / r
+        cos3, sin3 = 4 * c**3 - 3 * c, 3 * s - 4 * s**3
+        cos5, sin5 = 16 * c**5 - 20 * c**3 + 5 * c, 16 * s**5 - 20 * s**3 + 5 * s
+        p3, p5 = rng.uniform(0, 2 * math.pi), rng.uniform(0, 2 * math.pi)
+        wobble = (
+            1.0 + 0.18 * (sin3 * math.cos(p3) + cos3 * math.sin(p3)) + 0.1 * (sin5 * math.cos(p5) + cos5 * math.sin(p5))
+        )
         mask = u**2 + v**2 <= wobble**2
         height = np.zeros(u.shape)
     else:  # discs: tree dome, pole column
@@ -205,7 +217,7 @@ def render_sample(
     albedo = ground_rgb[None, None, :] * texture[:, :, None]
     temperature = ambient_c + 1.2 * _value_noise(rng, size, (3,))
 
-    weights = _CLASS_WEIGHTS[:num_classes] / _CLASS_WEIGHTS[:num_classes].sum()
+    weights = _CLASS_WEIGHTS[:num_classes] / sum(_CLASS_WEIGHTS[:num_classes].tolist())
     n_objects = int(rng.integers(4, 10))
     classes = rng.choice(num_classes, size=n_objects, p=weights)
     for layer, cls in enumerate(classes.tolist()):
@@ -224,7 +236,7 @@ def render_sample(
             region_albedo[visible] = paint * fine[box][visible][:, None]
         elif cls == 4:
             hue = rng.uniform(0.0, 1.0)
-            paint = 0.5 + 0.45 * np.cos(2 * np.pi * (hue + np.array([0.0, 1 / 3, 2 / 3])))
+            paint = np.array([0.5 + 0.45 * math.cos(2 * math.pi * (hue + k / 3)) for k in range(3)])
             region_albedo[visible] = paint * fine[box][visible][:, None]
             region_temp[visible] = ambient_c + rng.uniform(10.0, 20.0)
         elif cls == 5:
@@ -261,7 +273,10 @@ def render_sample(
     else:
         rgb = rgb + 0.012 * rng.standard_normal(size=rgb.shape, dtype=np.float32)
     if fog:
-        transmission = np.exp(-rng.uniform(0.08, 0.16) * depth_m)[:, :, None]
+        beta = rng.uniform(0.08, 0.16)
+        grid = np.arange(0.0, 25.01, 0.01)
+        table = np.array([math.exp(-beta * d) for d in grid.tolist()])  # libm, not a SIMD ufunc
+        transmission = np.interp(depth_m, grid, table).astype(np.float32)[:, :, None]
         rgb = rgb * transmission + 0.72 * (1.0 - transmission)
         temperature = temperature * 0.85 + 0.15 * ambient_c
     if "rgb" in modalities:
@@ -280,15 +295,16 @@ def render_sample(
         keep = rows & (rng.random(size=(size, size), dtype=np.float32) < 0.7)
         out["lidar"] = np.where(keep, depth_u16, 0).astype(np.uint16)
     if "event" in modalities:
-        luminance = np.log(np.clip(rgb.mean(axis=2), 1e-3, None) + 0.05)
+        # Events fire where log luminance changes: |grad log L| = |grad L| / L > 0.12 (compared squared).
+        luminance = np.clip((rgb[:, :, 0] + rgb[:, :, 1] + rgb[:, :, 2]) / 3.0, 1e-3, None) + 0.05
         ey, ex = np.gradient(luminance)
-        edges = np.hypot(ex, ey) > 0.12
+        edges = ex**2 + ey**2 > (0.12 * luminance) ** 2
         noise = rng.random(size=(size, size), dtype=np.float32) < 0.003
         out["event"] = np.where(edges | noise, 255, 0).astype(np.uint8)
     if "hha" in modalities:
         disparity = np.clip(3.0 / depth_m, 0.0, 1.0)  # 3 m .. 20 m -> 1 .. 0.15
         above = np.clip(height / 8.0, 0.0, 1.0)
-        angle = np.arccos(np.clip(1.0 / norm, -1.0, 1.0)) / (np.pi / 2)
+        angle = 1.0 - 1.0 / norm  # 1 - cos(surface tilt): 0 flat, -> 1 vertical
         hha = np.stack([disparity, above, angle], axis=2) + 0.004 * rng.standard_normal(
             size=(size, size, 3), dtype=np.float32
         )
