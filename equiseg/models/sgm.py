@@ -4,7 +4,7 @@ The paper states that the SGM's "mutual guidance" lets each modality adaptively 
 summaries mention prototype distillation and knowledge distillation. Our reading (docs/model.md), after the sibling
 RobustSeg/UMMSS code's prototype KL:
 
-* every modality gets an auxiliary 1x1 classifier on its stage-4 features and its own cross-entropy
+* every modality gets an auxiliary 1x1 classifier on its stage-4 features and its own cross-entropy at 1/4 scale
   (``sgm_aux_ce``), so that each modality learns to segment on its own;
 * adaptive contribution weights ``a_j = softmax_j(-CE_j)`` (detached) rate how well each modality does on this batch;
 * each modality is guided by the ``a``-weighted mixture of the *other* modalities (detached, a teacher):
@@ -76,16 +76,19 @@ class SelfGuidedModule(nn.Module):
         """Weighted loss terms from per-stage ``{modality: (B, C, h, w)}`` features and ``(B, H, W)`` labels."""
         names = list(stage_feats[-1])
         anchor = stage_feats[-1][names[0]]
-        valid = (labels != self.ignore_index) & (labels >= 0) & (labels < self.num_classes)
+        # Auxiliary predictions are scored at stage-1 resolution (1/4), where the decoder works, not at full size.
+        quarter = stage_feats[0][names[0]].shape[-2:]
+        small = F.interpolate(labels[:, None].float(), size=quarter, mode="nearest")[:, 0].long()  # (B, H/4, W/4)
+        valid = (small != self.ignore_index) & (small >= 0) & (small < self.num_classes)
         if not bool(valid.any()):
             zero = anchor.sum() * 0.0  # keeps the graph, so the trainer can still backpropagate the sum
             return {"sgm_aux_ce": zero}
         temp = self.temperature
         aux_logits = {name: self.aux_heads[name](stage_feats[-1][name]) for name in names}  # (B, K, h4, w4)
-        safe_labels = torch.where(valid, labels, self.ignore_index)
+        safe_labels = torch.where(valid, small, self.ignore_index)
         ce = {
             name: F.cross_entropy(
-                F.interpolate(logit, size=labels.shape[-2:], mode="bilinear", align_corners=False),
+                F.interpolate(logit, size=quarter, mode="bilinear", align_corners=False),
                 safe_labels,
                 ignore_index=self.ignore_index,
             )
