@@ -14,8 +14,17 @@ POLICY = GateConfig(min_clean_miou=50.0, noninferiority_margin=2.0, bootstrap_sa
 PIP = ["torch==2.14.1"]
 
 
-def log_tiny_model(tracking_uri: str, experiment: str = "gate-tests") -> tuple[str, str]:
-    """Log a real (tiny) torch model through mlflow; returns (model_uri, run_id)."""
+_LOGGED: dict[str, tuple[str, str]] = {}
+
+
+def log_tiny_model(tracking_uri: str, experiment: str = "gate-tests", *, fresh: bool = False) -> tuple[str, str]:
+    """Log a real (tiny) torch model through mlflow once per store; returns (model_uri, run_id).
+
+    Registry tests register this one logged model as many versions (each version still gets its own verdict);
+    ``fresh=True`` logs a new one.
+    """
+    if not fresh and tracking_uri in _LOGGED:
+        return _LOGGED[tracking_uri]
     client = mlflow.MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
@@ -24,7 +33,8 @@ def log_tiny_model(tracking_uri: str, experiment: str = "gate-tests") -> tuple[s
         info = mlflow.pytorch.log_model(
             torch.nn.Conv2d(3, 2, 1), name="model", pip_requirements=PIP, serialization_format="pickle"
         )
-    return info.model_uri, run.info.run_id
+    _LOGGED[tracking_uri] = (info.model_uri, run.info.run_id)
+    return _LOGGED[tracking_uri]
 
 
 def gate_verdict(tracking_uri: str, model_name: str, shift: float | dict[str, float], **policy: object) -> GateVerdict:

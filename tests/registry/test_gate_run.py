@@ -193,6 +193,7 @@ def test_serving_check_fails_a_model_over_the_latency_budget(checkpoint: Path) -
     assert all("over the 0 ms budget" in c.reason for c in slow.to_checks()[1:])
 
 
+@pytest.mark.slow
 def test_serving_check_reports_a_model_that_cannot_load(tmp_path: Path) -> None:
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
