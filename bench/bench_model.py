@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from equiseg.models import FAMILIES, create_model
-from equiseg.models.summary import summarize
+from equiseg.models.summary import summarize_model
 
 PUBLISHED = [
     ("CMNeXt-B2, RGB-D-E-L (CVPR 2023)", "58.73 M", "65.42 (fvcore, = GMACs)"),
@@ -41,12 +41,19 @@ def bench_sizes() -> None:
     print("| model | modalities | params (M) | GMACs (papers' 'GFLOPs') | GFLOPs (2/MAC) |")
     print("| --- | --- | ---: | ---: | ---: |")
     for variant in ("b0", "b1", "b2"):
-        for family in FAMILIES:
+        for family in (*FAMILIES, "equiseg+shared"):
             for mods in (("rgb", "depth"), ("rgb", "depth", "event", "lidar")):
-                s = summarize(f"{family}_{variant}", mods, 512, NUM_CLASSES)
+                shared = family.endswith("+shared")
+                model = create_model(
+                    f"{family.removesuffix('+shared')}_{variant}",
+                    num_classes=NUM_CLASSES,
+                    modalities=mods,
+                    share_encoder_weights=shared,
+                )
+                s = summarize_model(model, 512)
                 print(
-                    f"| {s.name} | {'-'.join(m[0].upper() for m in mods)} | {s.params / 1e6:.2f} | "
-                    f"{s.gmacs:.2f} | {s.gflops:.2f} |",
+                    f"| {s.name}{' (shared encoder)' if shared else ''} | {'-'.join(m[0].upper() for m in mods)} | "
+                    f"{s.params / 1e6:.2f} | {s.gmacs:.2f} | {s.gflops:.2f} |",
                     flush=True,
                 )
     print("\nPublished peers (for comparison):\n")
