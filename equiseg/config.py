@@ -73,12 +73,16 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which registered model to build (see docs/model.md and ``equiseg model list``)."""
+    """Which registered model to build (see docs/model.md and ``equiseg model list``).
 
-    name: str = "equiseg_tiny"
-    share_encoder_weights: bool = False  # one encoder for all modality branches vs one per modality
-    sgm_weight: float = 1.0  # weight of the Self-guided Module's auxiliary losses
-    drop_path_rate: float = 0.0
+    The three options are passed to ``equiseg.models.create_model`` as keyword overrides; every model accepts them
+    and ignores those it has no knob for (docs/model.md, "Registry").
+    """
+
+    name: str = "equiseg_tiny"  # <family>_<variant>, e.g. equiseg_b0, cmnext_like_tiny
+    share_encoder_weights: bool = False  # equiseg*: one set of MiT stages for all modality branches vs one per modality
+    sgm_weight: float = 1.0  # equiseg: multiplier of the Self-guided Module's auxiliary losses (0 turns them off)
+    drop_path_rate: float = 0.0  # stochastic depth at the last encoder block, linear over blocks (all models)
 
 
 @dataclass(frozen=True)
