@@ -178,6 +178,14 @@ def _object_mask(
     return mask, height, box
 
 
+def _sensor_noise(rng: np.random.Generator, shape: tuple[int, ...], std: float) -> np.ndarray:
+    """Zero-mean uniform sensor noise with standard deviation ``std`` (5x cheaper to draw than Gaussian)."""
+    noise = rng.random(size=shape, dtype=np.float32)
+    noise -= 0.5
+    noise *= std * math.sqrt(12.0)
+    return noise
+
+
 def _to_uint8(values: np.ndarray) -> np.ndarray:
     """Round half up and saturate to uint8 (in place on the float temporary)."""
     values += 0.5
@@ -208,7 +216,7 @@ def render_sample(
     # Ground: one albedo + texture shared by ground, plinths and heated plates (so RGB cannot tell them apart).
     ground_rgb = (np.array([0.46, 0.42, 0.36]) + rng.uniform(-0.06, 0.06, size=3)).astype(np.float32)
     texture = 1.0 + 0.14 * _value_noise(rng, size, (max(4, size // 8), max(8, size // 4)))
-    fine = 1.0 + 0.06 * _value_noise(rng, size, (max(16, size // 2),))
+    fine = 1.0 + _sensor_noise(rng, (size, size), 0.035)  # per-pixel albedo grain of paint, leaves, metal
     ambient_c = rng.uniform(8.0, 26.0) - (7.0 if night else 0.0)
 
     height = np.zeros((size, size), dtype=np.float32)
@@ -269,9 +277,9 @@ def render_sample(
     out: dict[str, np.ndarray] = {}
     rgb = albedo * shade[:, :, None]
     if night:
-        rgb = rgb * rng.uniform(0.1, 0.22) + 0.02 * rng.standard_normal(size=rgb.shape, dtype=np.float32)
+        rgb = rgb * rng.uniform(0.1, 0.22) + _sensor_noise(rng, rgb.shape, 0.02)
     else:
-        rgb = rgb + 0.012 * rng.standard_normal(size=rgb.shape, dtype=np.float32)
+        rgb = rgb + _sensor_noise(rng, rgb.shape, 0.012)
     if fog:
         beta = rng.uniform(0.08, 0.16)
         grid = np.arange(0.0, 25.01, 0.01)
@@ -281,12 +289,12 @@ def render_sample(
         temperature = temperature * 0.85 + 0.15 * ambient_c
     if "rgb" in modalities:
         out["rgb"] = _to_uint8(rgb * 255.0)
-    depth_mm = depth_m * 1000.0 + 8.0 * rng.standard_normal(size=depth_m.shape, dtype=np.float32)
+    depth_mm = depth_m * 1000.0 + _sensor_noise(rng, depth_m.shape, 8.0)
     depth_u16 = np.clip(np.round(depth_mm), 1, DEPTH_MAX_MM).astype(np.uint16)
     if "depth" in modalities:
         out["depth"] = depth_u16
     if "thermal" in modalities:
-        thermal = temperature + 0.5 * rng.standard_normal(size=temperature.shape, dtype=np.float32)
+        thermal = temperature + _sensor_noise(rng, temperature.shape, 0.5)
         scaled = (thermal - _THERMAL_MIN_C) / (_THERMAL_MAX_C - _THERMAL_MIN_C) * 255.0
         out["thermal"] = _to_uint8(scaled)
     if "lidar" in modalities:
@@ -305,9 +313,7 @@ def render_sample(
         disparity = np.clip(3.0 / depth_m, 0.0, 1.0)  # 3 m .. 20 m -> 1 .. 0.15
         above = np.clip(height / 8.0, 0.0, 1.0)
         angle = 1.0 - 1.0 / norm  # 1 - cos(surface tilt): 0 flat, -> 1 vertical
-        hha = np.stack([disparity, above, angle], axis=2) + 0.004 * rng.standard_normal(
-            size=(size, size, 3), dtype=np.float32
-        )
+        hha = np.stack([disparity, above, angle], axis=2) + _sensor_noise(rng, (size, size, 3), 0.004)
         out["hha"] = _to_uint8(hha * 255.0)  # sensor noise: never a dead channel
     return out, label
 
