@@ -62,7 +62,7 @@ def build_retrain_pipeline(
         with dsl.ExitHandler(summary, name="retrain"):
             data = prepare_data(source=data_source, ingest_root=ingest_root, **common)
             checked = validate_data(data=data.outputs["data"], **common)
-            versioned = version_data(profile=profile, overrides=overrides, data=checked.outputs["validated"])
+            versioned = version_data(data=checked.outputs["validated"], **common)
             with dsl.ParallelFor(worker_ids, parallelism=tune_workers) as worker:
                 tuned = tune_worker(
                     worker=worker,
@@ -84,7 +84,7 @@ def build_retrain_pipeline(
                 promoted = register_and_promote(
                     dataset_version=versioned.output, model=trained.outputs["model"], **common
                 )
-            reports = publish_reports(gate_passed=gated.outputs["Output"], **common).after(gated)
+            reports = publish_reports(gate_passed=gated.outputs["Output"], **common).after(promoted)
 
         # Caching is unsafe where a step reads or moves shared state (DVC remote, MLflow registry, Optuna study).
         for task in (versioned, tuned, best, trained, gated, promoted, reports):

@@ -76,9 +76,7 @@ def test_validate_data_accepts_clean_synthetic_data(chain: SimpleNamespace) -> N
 
 
 def test_version_data_returns_the_dvc_dir_md5(chain: SimpleNamespace) -> None:
-    version = components.version_data.python_func(
-        profile=PROFILE, overrides=OVERRIDES, data=chain.artifacts["validated"]
-    )
+    version = components.version_data.python_func(data=chain.artifacts["validated"], **_common())
     assert version.endswith(".dir") or len(version) == 32
     chain.artifacts["version"] = version
 
