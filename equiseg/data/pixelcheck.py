@@ -7,7 +7,6 @@ label's class histogram), so the parent aggregates millions of pixels without ho
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,31 +95,24 @@ def _decode(data: bytes, rel: str, check: SampleCheck, what: str) -> np.ndarray 
         return None
 
 
-@functools.lru_cache(maxsize=32)
-def _bin_map(levels: int, scale: float) -> np.ndarray:
-    """Raw integer level -> 256-bin index of ``level × scale`` clipped to [0, 1]."""
-    return np.clip((np.arange(levels) * scale * _HIST_BINS).astype(np.int64), 0, _HIST_BINS - 1)
-
-
-def _integer_counts(array: np.ndarray) -> np.ndarray:
-    """(C, levels) raw value counts per channel of a uint8/uint16 ``(H, W, C)`` array."""
-    levels = 256 if array.dtype == np.uint8 else 65536
-    return np.stack([np.bincount(array[:, :, c].ravel(), minlength=levels) for c in range(array.shape[2])])
-
-
 def _integer_stats(array: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(unit histograms (C, 256), raw minima (C,), raw maxima (C,)), all derived from the raw value counts."""
-    counts = _integer_counts(array)
-    levels = counts.shape[1]
-    present = counts > 0
-    lows = np.argmax(present, axis=1)
-    highs = levels - 1 - np.argmax(present[:, ::-1], axis=1)
-    if levels == 256 and abs(scale * 255.0 - 1.0) < 1e-9:
-        hist = counts.astype(np.int64)
-    else:
-        target = _bin_map(levels, scale)
-        hist = np.stack([np.bincount(target, weights=c, minlength=_HIST_BINS) for c in counts]).astype(np.int64)
-    return hist, lows, highs
+    """(unit histograms (C, 256), raw minima (C,), raw maxima (C,)) of a uint8/uint16 ``(H, W, C)`` array."""
+    if array.dtype == np.uint8 and abs(scale * 255.0 - 1.0) < 1e-9:
+        # 8-bit at 1/255: the raw counts are the unit histogram, and min/max are its first and last non-empty bins.
+        counts = np.stack([np.bincount(array[:, :, c].ravel(), minlength=256) for c in range(array.shape[2])])
+        present = counts > 0
+        lows = np.argmax(present, axis=1)
+        highs = 255 - np.argmax(present[:, ::-1], axis=1)
+        return counts.astype(np.int64), lows, highs
+    hists, lows_list, highs_list = [], [], []
+    for c in range(array.shape[2]):
+        channel = array[:, :, c]
+        lows_list.append(int(channel.min()))
+        highs_list.append(int(channel.max()))
+        index = (channel.astype(np.float32) * np.float32(scale * _HIST_BINS)).astype(np.int32)
+        np.clip(index, 0, _HIST_BINS - 1, out=index)
+        hists.append(np.bincount(index.ravel(), minlength=_HIST_BINS))
+    return np.stack(hists).astype(np.int64), np.array(lows_list), np.array(highs_list)
 
 
 def _float_stats(array: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
