@@ -80,21 +80,24 @@ def build_retrain_pipeline(
             )
             evaluated = evaluate_robustness(data=checked.outputs["validated"], model=trained.outputs["model"], **common)
             gated = gate(data=checked.outputs["validated"], model=trained.outputs["model"], **common).after(evaluated)
+            # The reports come last in both branches (a task outside a dsl.If cannot wait on one inside it).
             with dsl.If(gated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - KFP condition syntax
                 promoted = register_and_promote(
                     dataset_version=versioned.output, model=trained.outputs["model"], **common
                 )
-            reports = publish_reports(gate_passed=gated.outputs["Output"], **common).after(promoted)
+                reports = publish_reports(gate_passed=True, **common).after(promoted)
+            with dsl.Else(name="gate-blocked"):
+                blocked_reports = publish_reports(gate_passed=False, **common)
 
         # Caching is unsafe where a step reads or moves shared state (DVC remote, MLflow registry, Optuna study).
-        for task in (versioned, tuned, best, trained, gated, promoted, reports):
+        for task in (versioned, tuned, best, trained, gated, promoted, reports, blocked_reports):
             task.set_caching_options(False)
         if decorate:
             platform.decorate_cluster_tasks(
                 pcfg,
                 data_tasks=[data, checked, versioned],
                 gpu_tasks=[tuned, trained, evaluated, gated],
-                registry_tasks=[best, gated, promoted, reports, summary],
+                registry_tasks=[best, gated, promoted, reports, blocked_reports, summary],
             )
 
     return retrain
