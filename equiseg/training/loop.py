@@ -541,12 +541,14 @@ def _train(
 
     train_model: nn.Module = model
     if info.distributed:
+        if device.type == "cuda":  # one set of batch statistics over all ranks (SyncBatchNorm is CUDA-only)
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     train_set = _split_dataset(cfg, manifest, data_root, "train")
     val_batches = _val_batches(cfg, manifest, data_root) if info.is_main else []
 
-    if tracker is not None and info.is_main and checkpoint_path is None:
+    if tracker is not None and info.is_main:
         tracker.log_config(cfg)
         tracker.set_tags({"equiseg.model": cfg.model.name, "equiseg.world_size": info.world_size})
         tracker.set_lineage_tags()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -13,28 +13,14 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from equiseg.config import EquisegConfig, TrackingConfig
+from equiseg.config import TrackingConfig
 from equiseg.tracking import Tracker, TrackingError, resolve_tracking_uri
-from equiseg.training import load_model_from_checkpoint, train
+from equiseg.training import load_model_from_checkpoint
 
 
-def test_training_run_records_everything_and_the_model_predicts_on_every_subset(
-    tiny_data: tuple[Path, Path],
-    tiny_cfg: Callable[..., EquisegConfig],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    manifest, root = tiny_data
-    monkeypatch.chdir(tmp_path)  # the relative default sqlite URI must land here
-    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
-    cfg = tiny_cfg("model.name=mean_fusion_tiny", "tracking.uri=sqlite:///runs/mlflow.db",
-                   "tracking.artifact_location=runs/mlartifacts", "tracking.experiment=test-exp")  # fmt: skip
-    tracker = Tracker(cfg.tracking)
-    assert tracker.uri == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
-    with tracker.start_run(run_name="pipeline-train") as run_id:
-        tracker.set_lineage_tags(dataset_version="md5-abc.dir", git_commit="0123abc", pipeline_run_id="pr-7")
-        result = train(cfg, manifest=manifest, data_root=root, out_dir=tmp_path / "out", tracker=tracker,
-                       show_progress=False)  # fmt: skip
+def test_training_run_records_params_tags_metrics_and_artifacts(tracked_run: Any, tmp_path: Path) -> None:
+    """``tracked_run``: conftest's shared ``equiseg_tiny`` run logged to a fresh SQLite store."""
+    result, tracker, run_id = tracked_run.result, tracked_run.tracker, tracked_run.run_id
     assert result.run_id == run_id and result.model_uri
 
     client = MlflowClient(tracker.uri)
@@ -42,16 +28,17 @@ def test_training_run_records_everything_and_the_model_predicts_on_every_subset(
     assert run.info.status == "FINISHED"
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "test-exp"
-    assert experiment.artifact_location == (tmp_path / "runs" / "mlartifacts").as_uri()
+    assert experiment.artifact_location == Path(tracked_run.cfg.tracking.artifact_location).as_uri()
     params = run.data.params
-    assert params["train.lr"] == "0.002" and params["model.name"] == "mean_fusion_tiny"
+    assert params["train.lr"] == "0.002" and params["model.name"] == "equiseg_tiny"
     assert params["data.modalities"] == "rgb,depth,thermal"
     tags = run.data.tags
     assert tags["equiseg.dataset_version"] == "md5-abc.dir" and tags["equiseg.pipeline_run_id"] == "pr-7"
     assert tags["equiseg.git_commit"] == "0123abc" and len(tags["equiseg.config_hash"]) == 12
     assert tags["equiseg.model_uri"] == result.model_uri
     losses = client.get_metric_history(run_id, "train_loss")
-    assert [m.step for m in losses] == [1, 2]  # per epoch
+    assert [m.step for m in losses] == [1, 2, 3]  # per epoch
+    assert [m.value for m in losses] == pytest.approx([h["train_loss"] for h in result.history])
     assert len(client.get_metric_history(run_id, "train_step_loss")) >= 1  # per step
     metrics = run.data.metrics
     assert metrics["objective"] == pytest.approx(result.metrics["objective"])
@@ -61,8 +48,12 @@ def test_training_run_records_everything_and_the_model_predicts_on_every_subset(
         a.path for a in client.list_artifacts(run_id, "figures")
     }
     assert {"config.yaml", "figures/curves.png", "figures/predictions.png"} <= artifacts
+    config_text = Path(client.download_artifacts(run_id, "config.yaml", str(tmp_path))).read_text()
+    assert "equiseg_tiny" in config_text
 
-    # The logged model: the torch module back, equal to the best checkpoint, and a pyfunc for every subset.
+
+def test_logged_model_loads_back_and_predicts_on_every_modality_subset(tracked_run: Any) -> None:
+    result, tracker = tracked_run.result, tracked_run.tracker
     module = tracker.load_model(result.model_uri)
     reference, _ = load_model_from_checkpoint(result.best_checkpoint)
     generator = torch.Generator().manual_seed(0)
@@ -73,9 +64,9 @@ def test_training_run_records_everything_and_the_model_predicts_on_every_subset(
     }
     with torch.no_grad():
         torch.testing.assert_close(module(batch).logits, reference(batch).logits)
+    mlflow.set_tracking_uri(tracker.uri)
     pyfunc = mlflow.pyfunc.load_model(result.model_uri)
-    signature = pyfunc.metadata.get_input_schema()
-    assert signature.input_names() == ["rgb", "depth", "thermal"]
+    assert pyfunc.metadata.get_input_schema().input_names() == ["rgb", "depth", "thermal"]
     arrays = {name: tensor.numpy() for name, tensor in batch.items()}
     for size in (1, 2, 3):
         for subset in itertools.combinations(("rgb", "depth", "thermal"), size):

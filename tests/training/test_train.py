@@ -9,38 +9,35 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from equiseg.config import EquisegConfig
-from equiseg.training import load_checkpoint, load_model_from_checkpoint, robustness_objective, train
+from equiseg.training import TrainResult, load_checkpoint, load_model_from_checkpoint, robustness_objective
 
 
-def test_loss_decreases_and_best_checkpoint_predicts_every_subset(
-    tiny_data: tuple[Path, Path], tiny_cfg: Callable[..., EquisegConfig], tmp_path: Path
-) -> None:
-    manifest, root = tiny_data
-    cfg = tiny_cfg("train.epochs=3", "train.eval_robustness_every=3")
-    result = train(cfg, manifest=manifest, data_root=root, out_dir=tmp_path / "run", show_progress=False)
-
+def test_loss_decreases_and_best_checkpoint_predicts_every_subset(tracked_run: Any) -> None:
+    """``tracked_run``: conftest's shared ``equiseg_tiny`` run (3 epochs, robustness suite on the last)."""
+    result = tracked_run.result
+    assert isinstance(result, TrainResult)
     losses = [h["train_loss"] for h in result.history]
     assert result.epochs_run == 3 and len(losses) == 3
     assert losses[-1] < 0.8 * losses[0], f"training loss did not decrease: {losses}"
     final = result.history[-1]
     assert {"clean_miou", "emm_avg", "objective", "val_miou"} <= set(final)
     assert final["objective"] == pytest.approx(robustness_objective(final))
-    assert result.metrics["best_epoch"] == 3.0  # robustness ran on the last epoch only
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_run"] == 3
+    assert "objective" not in result.history[0]  # robustness ran on the last epoch only
+    assert result.metrics["best_epoch"] == 3.0
+    assert json.loads((tracked_run.out_dir / "metrics.json").read_text())["epochs_run"] == 3
 
     model, ckpt = load_model_from_checkpoint(result.best_checkpoint)
     assert ckpt["best_metric"] == pytest.approx(final["objective"])
     assert ckpt["config"]["model"]["name"] == "equiseg_tiny"
     batch = {"rgb": torch.randn(2, 3, 32, 32), "depth": torch.rand(2, 1, 32, 32), "thermal": torch.rand(2, 1, 32, 32)}
     for size in (1, 2, 3):
-        for subset in itertools.combinations(cfg.data.modalities, size):
+        for subset in itertools.combinations(tracked_run.cfg.data.modalities, size):
             with torch.no_grad():
                 logits = model({m: batch[m] for m in subset}).logits
             assert logits.shape == (2, 4, 32, 32) and torch.isfinite(logits).all(), subset
@@ -54,6 +51,7 @@ def _train_cli(out_dir: Path, manifest: Path, overrides: tuple[str, ...]) -> lis
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_mid_epoch_matches_uninterrupted_run(
     tiny_data: tuple[Path, Path], tiny_overrides: tuple[str, ...], tmp_path: Path
 ) -> None:

@@ -24,6 +24,7 @@ def test_sqlite_study_records_nested_runs_and_writes_an_overlay_train_accepts(
     manifest, root = tiny_data
     cfg = tiny_cfg(
         "model.name=mean_fusion_tiny",
+        "train.batch_size=6",
         "tune.pruner=none",
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         f"tracking.artifact_location={tmp_path}/artifacts",
