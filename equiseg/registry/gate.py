@@ -211,6 +211,7 @@ def promote_candidate(
     (:class:`~equiseg.registry.operations.ChampionMovedError`) is reported, not raised.
     """
     uri = _tracking_uri(cfg, tracking_uri)
+    run_id = run_id or None  # the pipeline passes "" when tracking was off
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     verdict = GateVerdict.from_json(Path(verdict_path).read_text())
