@@ -144,21 +144,37 @@ def main() -> int:
     # FLOPs of one forward + backward, counted once (outside the timed loop).
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
-    with counter:
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
-            output = model(inputs, labels)
-        loss = segmentation_loss(output.logits, labels, kind="ohem") + sum(
-            (v.float() for v in output.aux_losses.values()), torch.zeros((), device=device)
-        )
-        loss.backward()
-    optimizer.zero_grad(set_to_none=True)
-    flops_per_step = float(counter.get_total_flops())
+    def count_flops() -> float:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
+                output = model(inputs, labels)
+            loss = segmentation_loss(output.logits, labels, kind="ohem") + sum(
+                (v.float() for v in output.aux_losses.values()), torch.zeros((), device=device)
+            )
+            loss.backward()
+        optimizer.zero_grad(set_to_none=True)
+        return float(counter.get_total_flops())
+
+    while True:  # halve the batch until it fits (the report says which batch ran)
+        try:
+            flops_per_step = count_flops()
+            for _ in range(args.warmup):
+                step()
+            sync()
+            break
+        except torch.cuda.OutOfMemoryError:
+            if args.batch == 1:
+                raise
+            args.batch //= 2
+            optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            inputs, labels = synthetic_batch(args.batch, args.size, args.classes, device)
+            inputs = {k: v.contiguous(memory_format=memory_format) for k, v in inputs.items()}
+            print(f"out of memory; retrying with batch {args.batch}", file=sys.stderr)
+    report["batch"] = args.batch
     report["gflops_per_step"] = round(flops_per_step / 1e9, 2)
 
-    for _ in range(args.warmup):
-        step()
-    sync()
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
