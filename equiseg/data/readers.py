@@ -18,6 +18,7 @@ file (``bands``, ``scale``) and how to map label ids (``label_encoding``). Forma
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -66,7 +67,7 @@ def _spec(root: Path, path: Path, *, bands: str = "", channels: int | None = Non
         "path": path.relative_to(root).as_posix(),
         "channels": channels,
         "dtype": dtype,
-        "sha256": file_sha256(path),
+        "sha256": None,  # filled by ingest_dataset in one pass with a progress bar
         "bands": bands,
         "scale": _default_scale(dtype),
     }
@@ -145,7 +146,6 @@ def read_mfnet(root: Path, modalities: Sequence[str] | None = None) -> tuple[lis
                     class_set="mfnet-9",
                     files=files,
                     label_path=label.relative_to(root).as_posix() if label else None,
-                    label_sha256=file_sha256(label) if label else None,
                     conditions=_day_night(name),
                 )
             )
@@ -185,7 +185,6 @@ def read_mfnet_cmx(root: Path, modalities: Sequence[str] | None = None) -> tuple
                     class_set="mfnet-9",
                     files=files,
                     label_path=label.relative_to(root).as_posix() if label else None,
-                    label_sha256=file_sha256(label) if label else None,
                     conditions=_day_night(name),
                 )
             )
@@ -224,7 +223,6 @@ def read_pst900(root: Path, modalities: Sequence[str] | None = None) -> tuple[li
                     class_set="pst900-5",
                     files=files,
                     label_path=label.relative_to(root).as_posix() if label else None,
-                    label_sha256=file_sha256(label) if label else None,
                 )
             )
     return rows, mods
@@ -258,7 +256,6 @@ def read_nyuv2(root: Path, modalities: Sequence[str] | None = None) -> tuple[lis
                     class_set="nyuv2-40",
                     files=files,
                     label_path=label.relative_to(root).as_posix() if label else None,
-                    label_sha256=file_sha256(label) if label else None,
                     label_encoding="shift1",
                 )
             )
@@ -300,7 +297,6 @@ def read_deliver(root: Path, modalities: Sequence[str] | None = None) -> tuple[l
                 class_set="deliver-25",
                 files=files,
                 label_path=label.relative_to(root).as_posix() if label.is_file() else None,
-                label_sha256=file_sha256(label) if label.is_file() else None,
                 label_encoding="deliver",
                 conditions=(cond, *cases),
             )
@@ -355,7 +351,6 @@ def read_muses(root: Path, modalities: Sequence[str] | None = None) -> tuple[lis
                 class_set="muses-19",
                 files=files,
                 label_path=label.relative_to(root).as_posix() if label else None,
-                label_sha256=file_sha256(label) if label else None,
                 label_encoding="identity",
                 conditions=(weather, time_of_day),
             )
@@ -371,6 +366,20 @@ READERS: dict[str, Callable[[Path, Sequence[str] | None], tuple[list[ManifestRow
     "deliver": read_deliver,
     "muses": read_muses,
 }
+
+
+def _with_checksums(root: Path, row: ManifestRow) -> ManifestRow:
+    """The row with the SHA-256 of every file (the MFNet RGB+T file shared by two modalities is hashed once)."""
+    cache: dict[str, str] = {}
+
+    def sha(rel: str) -> str:
+        if rel not in cache:
+            cache[rel] = file_sha256(root / rel)
+        return cache[rel]
+
+    files = {m: {**spec, "sha256": sha(str(spec["path"]))} for m, spec in row.files.items()}
+    label_sha = sha(row.label_path) if row.label_path else None
+    return dataclasses.replace(row, files=files, label_sha256=label_sha)
 
 
 def list_formats() -> list[str]:
@@ -394,11 +403,13 @@ def ingest_dataset(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root {root} is not a folder")
-    with tqdm(total=1, desc=f"ingest {fmt}", disable=not progress, leave=False) as bar:
-        rows, mods = reader(root, modalities)
-        bar.update(1)
+    rows, mods = reader(root, modalities)
     if not rows:
         raise ValueError(f"{fmt}: found no samples under {root}")
+    rows = [
+        _with_checksums(root, row)
+        for row in tqdm(rows, desc=f"checksum {fmt}", unit="sample", disable=not progress, leave=False)
+    ]
     table = rows_to_table(rows, mods, num_classes=DATASET_CLASSES[fmt], source=fmt)
     manifest = write_manifest(table, Path(out_dir) / MANIFEST_NAME)
     logger.info("ingested %d %s samples (%s) from %s into %s", len(rows), fmt, ",".join(mods), root, manifest)

@@ -58,6 +58,8 @@ def test_mfnet_original_four_channel_layout(tmp_path: Path) -> None:
     assert [r["split"] for r in rows] == ["train", "train", "test"]
     assert rows[0]["rgb_path"] == rows[0]["thermal_path"] == "images/00001D.png"
     assert (rows[0]["rgb_bands"], rows[0]["thermal_bands"]) == ("0:3", "3:4")
+    assert len(rows[0]["rgb_sha256"]) == 64 and rows[0]["rgb_sha256"] == rows[0]["thermal_sha256"]
+    assert rows[0]["label_sha256"] != rows[0]["rgb_sha256"] and len(rows[0]["label_sha256"]) == 64
     assert [r["conditions"] for r in rows] == [["day"], ["night"], ["day"]]
     sample = _dataset(manifest, root, ("rgb", "thermal"))[1]
     raw = np.asarray(Image.open(root / "images" / "00002N.png"))
