@@ -136,7 +136,7 @@ def test_register_and_promote_sets_champion_with_lineage(chain: SimpleNamespace)
     client = MlflowClient(tracking_uri=f"sqlite:///{chain.workdir / 'runs' / 'mlflow.db'}")
     champion = client.get_model_version_by_alias("equiseg", "champion")
     assert str(champion.version) == version
-    assert champion.tags["equiseg.pipeline_run_id"] == RUN_ID
+    assert champion.tags["equiseg.lineage.pipeline_run_id"] == RUN_ID
 
 
 def test_publish_reports_and_run_summary(chain: SimpleNamespace) -> None:
