@@ -33,8 +33,9 @@ class DataVersion:
     size: int
 
 
-def _is_git_repo(path: Path) -> bool:
-    return any((parent / ".git").exists() for parent in (path, *path.parents))
+def _is_git_top_level(path: Path) -> bool:
+    """DVC tracks with Git only at a Git top level; a folder below one (e.g. ``runs/<id>/``) runs without SCM."""
+    return (path / ".git").exists()
 
 
 def _remote_url(remote: str, repo_root: Path) -> str:
@@ -47,7 +48,8 @@ def _remote_url(remote: str, repo_root: Path) -> str:
 def ensure_dvc_repo(repo_root: Path, *, remote: str | None = None, remote_name: str = DEFAULT_REMOTE_NAME) -> Any:
     """Open (or initialise) the DVC repo at ``repo_root``, analytics off, ``remote`` set as the default remote.
 
-    A folder outside any Git repository is initialised with ``no_scm``. Local remote folders are created.
+    A folder that is not a Git top level (outside any repository, or below one such as ``runs/<id>/``) is
+    initialised with ``no_scm``. Local remote folders are created.
     """
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     from dvc.config_schema import RelPath
@@ -55,7 +57,7 @@ def ensure_dvc_repo(repo_root: Path, *, remote: str | None = None, remote_name: 
 
     repo_root = Path(repo_root).resolve()
     if not (repo_root / ".dvc").is_dir():
-        Repo.init(str(repo_root), no_scm=not _is_git_repo(repo_root))
+        Repo.init(str(repo_root), no_scm=not _is_git_top_level(repo_root))
     repo = Repo(str(repo_root))
     with repo.config.edit() as conf:
         conf["core"]["analytics"] = False

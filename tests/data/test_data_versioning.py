@@ -129,3 +129,13 @@ def test_version_cli_prints_json(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert '"version_id"' in result.output.splitlines()[-1]
+
+
+def test_version_in_a_folder_below_a_git_checkout_runs_without_scm(tmp_path: Path) -> None:
+    """A pipeline run directory such as runs/<id>/ inside the project is its own no-SCM DVC project."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    run_dir = tmp_path / "runs" / "r1"
+    generate_synthetic(run_dir / "data", samples=2, size=16, modalities=("rgb",), seed=0, progress=False)
+    version = version_data(run_dir / "data", repo_root=run_dir, remote=".dvc-remote")
+    assert "no_scm = True" in (run_dir / ".dvc" / "config").read_text()
+    assert version.dvc_file == run_dir / "data.dvc" and len(version.version_id) == 32
