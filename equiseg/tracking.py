@@ -330,7 +330,11 @@ class Tracker:
             The tags that were set (``equiseg.dataset_version``, ``equiseg.git_commit``, ``equiseg.pipeline_run_id``,
             ``equiseg.manifest_sha256``; absent values are skipped).
         """
-        commit = git_commit or _git_commit()
+        commit = git_commit
+        if commit is None:  # keep a commit the caller already tagged (e.g. the pipeline's), else detect it
+            active = mlflow.active_run()
+            existing = self.client.get_run(active.info.run_id).data.tags if active is not None else {}
+            commit = existing.get("equiseg.git_commit") or _git_commit()
         tags = {
             "equiseg.dataset_version": dataset_version,
             "equiseg.git_commit": commit,

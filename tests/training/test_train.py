@@ -24,7 +24,7 @@ def test_loss_decreases_and_best_checkpoint_predicts_every_subset(tracked_run: A
     assert isinstance(result, TrainResult)
     losses = [h["train_loss"] for h in result.history]
     assert result.epochs_run == 3 and len(losses) == 3
-    assert losses[-1] < 0.8 * losses[0], f"training loss did not decrease: {losses}"
+    assert losses[0] > losses[1] > losses[2] and losses[-1] < 0.9 * losses[0], f"loss did not decrease: {losses}"
     final = result.history[-1]
     assert {"clean_miou", "emm_avg", "objective", "val_miou"} <= set(final)
     assert final["objective"] == pytest.approx(robustness_objective(final))
