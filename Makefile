@@ -30,9 +30,8 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 setup: $(STAMP) ## create .venv and install equiseg with the pinned constraints (only when they changed)
 
-run: setup ## run the main job (today: validate every profile and print the resolved PROFILE config)
-	$(BIN)/equiseg config validate
-	$(BIN)/equiseg config show --profile $(PROFILE)
+run: setup ## run the main job: the whole retraining pipeline locally (PROFILE=smoke)
+	$(BIN)/equiseg pipeline run --profile $(PROFILE)
 
 lint: setup ## ruff lint + format check
 	$(BIN)/ruff check .
