@@ -105,7 +105,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA; always fp32 on CPU
     deterministic: bool = True  # deterministic algorithms on CPU
     checkpoint_every_steps: int = 0  # mid-epoch checkpoints; 0 = only at epoch ends
-    eval_robustness_every: int = 1  # run the robustness quick suite every N epochs
+    eval_robustness_every: int = 1  # quick suite every N epochs (and the last); best.pt maximises (clean+EMM)/2
     output_dir: str = "runs/train"
 
 
@@ -119,7 +119,7 @@ class TuneConfig:
     study_name: str = "equiseg"
     sampler_seed: int = 0
     pruner: Literal["median", "hyperband", "none"] = "median"
-    epochs_per_trial: int = 1
+    epochs_per_trial: int = 1  # each trial returns its best (clean_miou + emm_avg) / 2, reported every epoch
     # Search space: dotted config key -> {type: float|int|categorical, low, high, log, choices}
     search_space: dict[str, Any] = field(
         default_factory=lambda: {

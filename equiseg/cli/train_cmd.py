@@ -133,6 +133,9 @@ def command(
                     resume=resume_arg,
                     show_progress=progress,
                 )
+    from equiseg.training.distributed import cleanup_distributed
+
+    cleanup_distributed()  # leave the torchrun process group cleanly (no-op in one process)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(
             json.dumps(
