@@ -4,7 +4,8 @@
    modalities, beside the published peers.
 2. ``step``: CPU training-step time (fwd + bwd + AdamW, batch 2, 256x256, 2 threads) of each b0 model on RGB-D,
    divided by the same step of segmentation_models_pytorch's ``Segformer(mit_b0)`` on RGB alone, measured in the
-   same run (interleaved rounds, best round per model, so other load on the machine hurts both alike).
+   same run (each model timed right after the baseline, median of the paired ratios over rounds, so load from
+   other users drifting during the run hurts both alike).
 3. ``efficiency``: achieved GFLOP/s of that step (3x the forward FLOPs of FlopCounterMode) / measured fp32
    ``torch.matmul`` peak on the same machine and threads.
 
@@ -143,29 +144,44 @@ def bench_step(rounds: int, steps: int, families: list[str], size: int = 256, ba
             name, ("rgb",) if family == "segformer_rgb" else mods, size, batch
         )
     flops = {label: train_flops(loss) for label, (_, loss) in runs.items()}
-    times: dict[str, list[float]] = {label: [] for label in runs}
     for step, _ in runs.values():
         step()  # warm-up
+    base_label = "smp Segformer(mit_b0) RGB"
+    base_step = runs[base_label][0]
+
+    def timed(step: StepFn) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return (time.perf_counter() - start) / steps
+
+    # Each model is timed right after the baseline, round after round: the median of these paired ratios is robust
+    # to the load of other users drifting during the run, which a ratio of independent minima is not.
+    times: dict[str, list[float]] = {label: [] for label in runs}
+    ratios: dict[str, list[float]] = {label: [] for label in runs}
     for _ in range(rounds):
         for label, (step, _) in runs.items():
-            start = time.perf_counter()
-            for _ in range(steps):
-                step()
-            times[label].append((time.perf_counter() - start) / steps)
+            base_time = timed(base_step)
+            model_time = base_time if label == base_label else timed(step)
+            times[base_label].append(base_time)
+            if label != base_label:
+                times[label].append(model_time)
+            ratios[label].append(model_time / base_time)
     peak = matmul_peak_gflops()
-    base_label = "smp Segformer(mit_b0) RGB"
-    base = min(times[base_label])
     print(
-        f"\nCPU train step, batch {batch}, {size}x{size}, {torch.get_num_threads()} threads, "
-        f"best of {rounds} rounds x {steps} steps; fp32 matmul peak {peak:.1f} GFLOP/s\n"
+        f"\nCPU train step, batch {batch}, {size}x{size}, {torch.get_num_threads()} threads, {rounds} paired rounds x "
+        f"{steps} steps; fp32 matmul peak {peak:.1f} GFLOP/s\n"
     )
-    print("| model | step (s) | median (s) | ratio vs SMP Segformer-B0 | train GFLOP | GFLOP/s | ÷ matmul peak |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| model | best step (s) | median ratio vs SMP Segformer-B0 (IQR) | train GFLOP | best GFLOP/s | ÷ matmul peak |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for label in runs:
         best = min(times[label])
         achieved = flops[label] / best / 1e9
+        quartiles = statistics.quantiles(ratios[label], n=4) if len(ratios[label]) > 1 else [ratios[label][0]] * 3
         print(
-            f"| {label} | {best:.3f} | {statistics.median(times[label]):.3f} | {best / base:.2f} | "
+            f"| {label} | {best:.3f} | {statistics.median(ratios[label]):.2f} ({quartiles[0]:.2f}-{quartiles[2]:.2f}) | "
             f"{flops[label] / 1e9:.1f} | {achieved:.1f} | {achieved / peak:.2f} |",
             flush=True,
         )
