@@ -172,16 +172,14 @@ def bench_step(rounds: int, steps: int, families: list[str], size: int = 256, ba
         f"\nCPU train step, batch {batch}, {size}x{size}, {torch.get_num_threads()} threads, {rounds} paired rounds x "
         f"{steps} steps; fp32 matmul peak {peak:.1f} GFLOP/s\n"
     )
-    print(
-        "| model | best step (s) | median ratio vs SMP Segformer-B0 (IQR) | train GFLOP | best GFLOP/s | ÷ matmul peak |"
-    )
+    print("| model | best step (s) | median ratio vs SMP Segformer-B0 (IQR) | train GFLOP | best GFLOP/s | ÷ peak |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for label in runs:
         best = min(times[label])
         achieved = flops[label] / best / 1e9
-        quartiles = statistics.quantiles(ratios[label], n=4) if len(ratios[label]) > 1 else [ratios[label][0]] * 3
+        low, _, high = statistics.quantiles(ratios[label], n=4) if len(ratios[label]) > 1 else [ratios[label][0]] * 3
         print(
-            f"| {label} | {best:.3f} | {statistics.median(ratios[label]):.2f} ({quartiles[0]:.2f}-{quartiles[2]:.2f}) | "
+            f"| {label} | {best:.3f} | {statistics.median(ratios[label]):.2f} ({low:.2f}-{high:.2f}) | "
             f"{flops[label] / 1e9:.1f} | {achieved:.1f} | {achieved / peak:.2f} |",
             flush=True,
         )
