@@ -14,11 +14,12 @@ from components.publish_reports import publish_reports
 from components.register_and_promote import register_and_promote
 from components.run_summary import run_summary
 from components.train import train
-from components.tune import select_best_trial, tune_worker
+from components.tune import create_study, select_best_trial, tune_worker
 from components.validate_data import validate_data
 from components.version_data import version_data
 
 __all__ = [
+    "create_study",
     "evaluate_robustness",
     "gate",
     "prepare_data",

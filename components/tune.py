@@ -1,9 +1,18 @@
-"""Components: Optuna tuning workers sharing one study, and the selection of the best trial."""
+"""Components: create the shared Optuna study, tuning workers on it, and the selection of the best trial."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input
 
 from components._image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def create_study(profile: str, overrides: list, run_id: str, storage: str) -> str:
+    """Create the run's shared study (and its database schema) once, before the workers fan out."""
+    from equiseg.config import load_config
+    from equiseg.steps import create_study as step
+
+    return step(load_config(profile, overrides), run_id=run_id, storage=storage)
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)

@@ -246,6 +246,27 @@ def study_name_for(cfg: EquisegConfig, run_id: str) -> str:
     return f"{cfg.tune.study_name}-{run_id}"
 
 
+def create_study(cfg: EquisegConfig, *, run_id: str, storage: str = "") -> str:
+    """Create the run's study (and the storage schema) once, before the workers fan out.
+
+    Parallel workers that each create the schema of an empty PostgreSQL database race on ``CREATE TABLE``
+    (``UniqueViolation``); one creator avoids that. Returns the study name.
+    """
+    import optuna
+
+    from equiseg.tuning import make_storage
+
+    name = study_name_for(cfg, run_id)
+    with timed_step(run_dir_for(cfg, run_id), "create_study"):
+        optuna.create_study(
+            study_name=name,
+            storage=make_storage(optuna_storage_for(cfg, run_id, storage)),
+            direction="maximize",
+            load_if_exists=True,
+        )
+    return name
+
+
 def tune_worker(
     cfg: EquisegConfig,
     *,

@@ -18,7 +18,9 @@ from equiseg.config import PipelineConfig
 DATA_MOUNT = "/data/equiseg"
 MLFLOW_ENV = {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"}
 S3_ENV = {"access_key_id": "AWS_ACCESS_KEY_ID", "secret_access_key": "AWS_SECRET_ACCESS_KEY"}
-POSTGRES_ENV = {"optuna_storage_url": "EQUISEG_OPTUNA_STORAGE"}
+# The Optuna study storage for tuning workers, and the PostgreSQL DSN of the promotion lock (an advisory lock that
+# serialises racing gates on an MLflow HTTP server; docs/gate.md).
+POSTGRES_ENV = {"optuna_storage_url": "EQUISEG_OPTUNA_STORAGE", "gate_lock_uri": "EQUISEG_GATE_LOCK_URI"}
 
 
 def decorate_gpu_task(task: PipelineTask, cfg: PipelineConfig) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from kfp import dsl
 
 from components import (
+    create_study,
     evaluate_robustness,
     gate,
     prepare_data,
@@ -63,6 +64,7 @@ def build_retrain_pipeline(
             data = prepare_data(source=data_source, ingest_root=ingest_root, **common)
             checked = validate_data(data=data.outputs["data"], **common)
             versioned = version_data(data=checked.outputs["validated"], **common)
+            study = create_study(storage=optuna_storage, **common)
             with dsl.ParallelFor(worker_ids, parallelism=tune_workers) as worker:
                 tuned = tune_worker(
                     worker=worker,
@@ -70,7 +72,7 @@ def build_retrain_pipeline(
                     storage=optuna_storage,
                     data=checked.outputs["validated"],
                     **common,
-                )
+                ).after(study)
             best = select_best_trial(storage=optuna_storage, **common).after(tuned)
             trained = train(
                 tuned_overrides=best.output,
@@ -90,14 +92,14 @@ def build_retrain_pipeline(
                 blocked_reports = publish_reports(gate_passed=False, **common)
 
         # Caching is unsafe where a step reads or moves shared state (DVC remote, MLflow registry, Optuna study).
-        for task in (versioned, tuned, best, trained, gated, promoted, reports, blocked_reports):
+        for task in (versioned, study, tuned, best, trained, gated, promoted, reports, blocked_reports):
             task.set_caching_options(False)
         if decorate:
             platform.decorate_cluster_tasks(
                 pcfg,
                 data_tasks=[data, checked, versioned],
                 gpu_tasks=[tuned, trained, evaluated, gated],
-                registry_tasks=[best, gated, promoted, reports, blocked_reports, summary],
+                registry_tasks=[study, best, gated, promoted, reports, blocked_reports, summary],
             )
 
     return retrain

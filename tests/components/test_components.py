@@ -82,6 +82,8 @@ def test_version_data_returns_the_dvc_dir_md5(chain: SimpleNamespace) -> None:
 
 
 def test_tuning_worker_and_best_trial(chain: SimpleNamespace) -> None:
+    study = components.create_study.python_func(storage="", **_common())
+    assert study == f"equiseg-{RUN_ID}"
     finished = components.tune_worker.python_func(
         worker=0, trials=1, storage="", data=chain.artifacts["validated"], **_common()
     )

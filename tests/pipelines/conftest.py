@@ -10,6 +10,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -59,10 +60,17 @@ def new_postgres_database() -> Iterator[Callable[[], str]]:
         admin.close()
 
 
+@dataclass(frozen=True)
+class MlflowServer:
+    url: str
+    backend_store: str  # the PostgreSQL URL behind the server (also the promotion lock's database)
+
+
 @pytest.fixture
-def mlflow_server(tmp_path: Path, new_postgres_database: Callable[[], str]) -> Iterator[str]:
+def mlflow_server(tmp_path: Path, new_postgres_database: Callable[[], str]) -> Iterator[MlflowServer]:
     """A real `mlflow server` on loopback: PostgreSQL backend store, proxied artifact serving to a local folder."""
     port = _free_port()
+    backend = new_postgres_database()
     artifacts = tmp_path / "mlflow-artifacts"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = (tmp_path / "mlflow-server.log").open("w")
@@ -71,7 +79,7 @@ def mlflow_server(tmp_path: Path, new_postgres_database: Callable[[], str]) -> I
             str(Path(sys.executable).parent / "mlflow"),
             "server",
             "--backend-store-uri",
-            new_postgres_database(),
+            backend,
             "--artifacts-destination",
             str(artifacts),
             "--host",
@@ -100,7 +108,7 @@ def mlflow_server(tmp_path: Path, new_postgres_database: Callable[[], str]) -> I
         proc.terminate()
         raise RuntimeError("mlflow server did not become healthy in 90 s")
     try:
-        yield url
+        yield MlflowServer(url=url, backend_store=backend)
     finally:
         proc.terminate()
         try:

@@ -17,6 +17,7 @@ STEPS = {
     "prepare-data",
     "validate-data",
     "version-data",
+    "create-study",
     "tune-worker",
     "select-best-trial",
     "train",

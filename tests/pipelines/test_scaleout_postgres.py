@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -20,13 +21,15 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 def test_smoke_pipeline_against_mlflow_server_and_optuna_on_postgres(
-    workdir: Path, mlflow_server: str, new_postgres_database: Callable[[], str]
+    workdir: Path, mlflow_server: Any, new_postgres_database: Callable[[], str]
 ) -> None:
     optuna_url = new_postgres_database()
     run = run_local(
         "smoke",
         [
-            f"tracking.uri={mlflow_server}",
+            f"tracking.uri={mlflow_server.url}",
+            # Racing gates on an HTTP server serialise on a PostgreSQL advisory lock in the server's database.
+            f"gate.lock_uri={mlflow_server.backend_store}",
             "tracking.artifact_location=",
             f"tune.storage={optuna_url}",
             "tune.workers=2",
@@ -39,7 +42,7 @@ def test_smoke_pipeline_against_mlflow_server_and_optuna_on_postgres(
     )
     assert run.summary["state"] == "SUCCEEDED"
 
-    client = MlflowClient(tracking_uri=mlflow_server)
+    client = MlflowClient(tracking_uri=mlflow_server.url)
     champion = client.get_model_version_by_alias("equiseg", "champion")
     assert champion.tags["equiseg.lineage.pipeline_run_id"] == "scaleout"
     assert champion.tags["equiseg.lineage.dataset_version"] == run.summary["dataset_version"]
