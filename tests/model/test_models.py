@@ -272,3 +272,11 @@ def test_class_prototypes_are_masked_class_means() -> None:
     assert present.tolist() == [[True, False, True]]
     torch.testing.assert_close(protos[0, 0], torch.zeros(3))
     torch.testing.assert_close(protos[0, 2], torch.tensor([1.0, 2.0, 3.0]))
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_non_square_sizes_not_divisible_by_32(name: str) -> None:
+    model = build(name, ("rgb", "depth")).eval()
+    with torch.no_grad():
+        out = model({"rgb": torch.randn(1, 3, 70, 90), "depth": torch.randn(1, 1, 70, 90)})
+    assert out.logits.shape == (1, NUM_CLASSES, 70, 90)
