@@ -257,7 +257,8 @@ def create_study(cfg: EquisegConfig, *, run_id: str, storage: str = "") -> str:
     from equiseg.tuning import make_storage
 
     name = study_name_for(cfg, run_id)
-    with timed_step(run_dir_for(cfg, run_id), "create_study"):
+    step_dir = _step_dir(cfg, run_id, "tune")  # also where the default sqlite storage lives
+    with timed_step(step_dir.parent, "create_study"):
         optuna.create_study(
             study_name=name,
             storage=make_storage(optuna_storage_for(cfg, run_id, storage)),
