@@ -36,17 +36,30 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
     """A working directory plus a namespace where each test leaves the artifacts it produced."""
     workdir = tmp_path_factory.mktemp("components")
     previous = Path.cwd()
+    # The steps point MLflow's global URIs (and so $MLFLOW_TRACKING_URI / $MLFLOW_REGISTRY_URI) at this folder's
+    # store; restore them so later tests, and the subprocesses they start, do not inherit it.
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     os.chdir(workdir)
     try:
         yield SimpleNamespace(workdir=workdir, artifacts={})
     finally:
         os.chdir(previous)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _artifact(cls: type, workdir: Path, name: str) -> Any:
     folder = workdir / "artifacts"
     folder.mkdir(exist_ok=True)
     return cls(name=name, uri=str(folder / name), metadata={})
+
+
+def _mlflow(chain: SimpleNamespace) -> MlflowClient:
+    uri = f"sqlite:///{chain.workdir / 'runs' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)  # explicit: the registry URI defaults to a global
 
 
 def _common() -> dict[str, Any]:
@@ -106,7 +119,7 @@ def test_train_produces_a_checkpoint_and_an_mlflow_run(chain: SimpleNamespace) -
     )
     assert Path(model.path).stat().st_size > 0
     assert model.metadata["mlflow_run_id"] == run_id
-    client = MlflowClient(tracking_uri=f"sqlite:///{chain.workdir / 'runs' / 'mlflow.db'}")
+    client = _mlflow(chain)
     assert client.get_run(run_id).data.tags["equiseg.dataset_version"] == chain.artifacts["version"]
     chain.artifacts["model"] = model
 
@@ -135,7 +148,7 @@ def test_register_and_promote_sets_champion_with_lineage(chain: SimpleNamespace)
     version = components.register_and_promote.python_func(
         dataset_version=chain.artifacts["version"], model=chain.artifacts["model"], **_common()
     )
-    client = MlflowClient(tracking_uri=f"sqlite:///{chain.workdir / 'runs' / 'mlflow.db'}")
+    client = _mlflow(chain)
     champion = client.get_model_version_by_alias("equiseg", "champion")
     assert str(champion.version) == version
     assert champion.tags["equiseg.lineage.pipeline_run_id"] == RUN_ID

@@ -22,7 +22,8 @@ FAST = [
 
 
 def _client(workdir: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{workdir / 'runs' / 'mlflow.db'}")
+    uri = f"sqlite:///{workdir / 'runs' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)  # explicit: the registry URI defaults to a global
 
 
 def test_local_run_validates_versions_trains_gates_and_registers(workdir: Path) -> None:

@@ -42,7 +42,7 @@ def test_smoke_pipeline_against_mlflow_server_and_optuna_on_postgres(
     )
     assert run.summary["state"] == "SUCCEEDED"
 
-    client = MlflowClient(tracking_uri=mlflow_server.url)
+    client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
     champion = client.get_model_version_by_alias("equiseg", "champion")
     assert champion.tags["equiseg.lineage.pipeline_run_id"] == "scaleout"
     assert champion.tags["equiseg.lineage.dataset_version"] == run.summary["dataset_version"]
