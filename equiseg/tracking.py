@@ -71,6 +71,17 @@ class TrackingError(RuntimeError):
     """MLflow could not be reached or refused a request after the configured retries."""
 
 
+def _use_store(uri: str) -> None:
+    """Point MLflow's global tracking AND registry URIs at one store.
+
+    equiseg keeps the model registry in the tracking store. Setting only the tracking URI would leave a registry URI
+    from an earlier call in this process (MLflow also exports both as environment variables to child processes), and
+    registering a model would then go to the wrong, possibly dead, server.
+    """
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+
 def resolve_tracking_uri(uri: str, cwd: Path | None = None) -> str:
     """Absolute tracking URI: ``sqlite:///relative.db`` becomes ``sqlite:////<cwd>/relative.db``; others unchanged.
 
@@ -263,7 +274,7 @@ class Tracker:
             tags: extra tags.
             reuse_active: when a run is already active in this process, log into it and leave it open.
         """
-        mlflow.set_tracking_uri(self.uri)
+        _use_store(self.uri)
         active = mlflow.active_run()
         if reuse_active and active is not None:
             yield active.info.run_id
@@ -502,12 +513,12 @@ class Tracker:
 
     def load_model(self, model_uri: str, device: str | torch.device = "cpu") -> nn.Module:
         """:func:`load_model` against this tracker's URI."""
-        mlflow.set_tracking_uri(self.uri)
+        _use_store(self.uri)
         return self._call("loading the model", load_model, model_uri, device)
 
     def download_checkpoint(self, model_uri: str, dst_dir: Path | None = None) -> Path:
         """Local path of the checkpoint artifact inside a logged model."""
-        mlflow.set_tracking_uri(self.uri)
+        _use_store(self.uri)
         target = dst_dir or Path(tempfile.mkdtemp(prefix="equiseg-model-"))
         local = self._call(
             "downloading the model", mlflow.artifacts.download_artifacts, artifact_uri=model_uri, dst_path=str(target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_globals() -> Iterator[None]:
+    """Each test starts with MLflow's process-global URIs as the session had them.
+
+    ``mlflow.set_tracking_uri`` / ``set_registry_uri`` also export environment variables that child processes
+    inherit; a test that pointed them at its own (later deleted) store or server must not leak that into the next.
+    """
+    saved = {key: os.environ.get(key) for key in _MLFLOW_ENV}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    import sys
+
+    if "mlflow" in sys.modules:
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        tracking_utils._tracking_uri = saved["MLFLOW_TRACKING_URI"]
+        registry_utils._registry_uri = saved["MLFLOW_REGISTRY_URI"]
