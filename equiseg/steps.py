@@ -428,7 +428,8 @@ def evaluate_candidate(
     mlflow_run_id: str = "",
 ) -> EvaluatedCandidate:
     """Run the configured robustness suite on the candidate; write the report and log the metrics to its run."""
-    from equiseg.robustness import evaluate_robustness, write_robustness_report
+    from equiseg.robustness import write_robustness_report
+    from equiseg.robustness.evaluate import evaluate_configured
     from equiseg.tracking import Tracker
     from equiseg.training import load_model_from_checkpoint
 
@@ -436,20 +437,7 @@ def evaluate_candidate(
     with timed_step(step_dir.parent, "evaluate_robustness"):
         model, _meta = load_model_from_checkpoint(Path(checkpoint), device="cpu")
         model.eval()
-        result = evaluate_robustness(
-            model,
-            eval_loader(cfg, manifest, data_root),
-            num_classes=cfg.data.num_classes,
-            modalities=cfg.data.modalities,
-            suite=cfg.robustness.suite,
-            seed=cfg.robustness.seed,
-            ignore_index=cfg.data.ignore_index,
-            severities=cfg.robustness.severities,
-            bootstrap_samples=cfg.robustness.bootstrap_samples,
-            ci_level=cfg.robustness.ci_level,
-            absent_as_zero=cfg.robustness.miou_absent_as_zero,
-            progress=False,
-        )
+        result = evaluate_configured(cfg, model, eval_loader(cfg, manifest, data_root))
         paths = write_robustness_report(result, step_dir)
         metrics = result.summary_metrics()
         if mlflow_run_id:

@@ -64,22 +64,9 @@ def _load_model(candidate: str, tracking_uri: str) -> Any:
 
 
 def _evaluate(cfg: EquisegConfig, model: Any, batches: list[dict[str, Any]]) -> Any:
-    from equiseg.robustness import evaluate_robustness
+    from equiseg.robustness.evaluate import evaluate_configured
 
-    return evaluate_robustness(
-        model,
-        batches,
-        num_classes=cfg.data.num_classes,
-        modalities=cfg.data.modalities,
-        suite=cfg.robustness.suite,
-        seed=cfg.robustness.seed,
-        ignore_index=cfg.data.ignore_index,
-        severities=cfg.robustness.severities,
-        bootstrap_samples=cfg.robustness.bootstrap_samples,
-        ci_level=cfg.robustness.ci_level,
-        absent_as_zero=cfg.robustness.miou_absent_as_zero,
-        progress=False,
-    )
+    return evaluate_configured(cfg, model, batches)
 
 
 def run_gate(

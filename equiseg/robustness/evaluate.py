@@ -20,7 +20,7 @@ from equiseg.robustness.report import collect_examples, write_robustness_report
 from equiseg.robustness.result import RobustnessResult
 from equiseg.robustness.runner import evaluate_robustness
 
-__all__ = ["EvaluationOutput", "evaluate_stored_model", "load_model_ref", "resolve_device"]
+__all__ = ["EvaluationOutput", "evaluate_configured", "evaluate_stored_model", "load_model_ref", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,32 @@ class EvaluationOutput:
 
     result: RobustnessResult
     paths: dict[str, Path]
+
+
+def evaluate_configured(
+    cfg: EquisegConfig, model: Any, batches: Any, *, device: str | torch.device = "cpu"
+) -> RobustnessResult:
+    """:func:`evaluate_robustness` with the suite, seed, severities and statistics of ``cfg.robustness``.
+
+    The one place that maps the config onto the runner, so that the pipeline's robustness step and the gate (which
+    scores candidate and champion) always evaluate the same way.
+    """
+    rc = cfg.robustness
+    return evaluate_robustness(
+        model,
+        batches,
+        num_classes=cfg.data.num_classes,
+        modalities=cfg.data.modalities,
+        suite=rc.suite,
+        seed=rc.seed,
+        device=device,
+        ignore_index=cfg.data.ignore_index,
+        severities=rc.severities,
+        bootstrap_samples=rc.bootstrap_samples,
+        ci_level=rc.ci_level,
+        absent_as_zero=rc.miou_absent_as_zero,
+        progress=False,
+    )
 
 
 def resolve_device(device: str) -> torch.device:
