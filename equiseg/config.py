@@ -28,6 +28,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EquisegConfig",
+    "ExperimentConfig",
     "GateConfig",
     "ModelConfig",
     "PipelineConfig",
@@ -205,6 +206,33 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class ExperimentConfig:
+    """The claim experiment (issue 9, ``equiseg experiment claim``; docs/results.md): every model trained and
+    scored alike over several seeds, EQUISeg compared against each baseline with hierarchical bootstrap CIs."""
+
+    models: tuple[str, ...] = (
+        "equiseg_tiny",
+        "equiseg_nosgm_tiny",
+        "cmnext_like_tiny",
+        "early_fusion_tiny",
+        "mean_fusion_tiny",
+        "segformer_rgb_tiny",
+    )
+    seeds: tuple[int, ...] = (0, 1, 2)  # train.seed per run: initialisation, batch order, modality dropout
+    candidate: str = "equiseg_tiny"  # the model the claim is about; must be in models
+    ablation: str = "equiseg_nosgm_tiny"  # the candidate without its Self-guided Module ("" = no ablation row)
+    clean_tolerance: float = 1.0  # target: candidate clean mIoU >= best baseline's - this (points)
+    emm_margins: dict[str, float] = field(  # target: candidate EMM avg - baseline's EMM avg >= margin (points)
+        default_factory=lambda: {"cmnext_like_tiny": 5.0, "early_fusion_tiny": 3.0}
+    )
+    bootstrap_samples: int = 2000  # replicates of the two-level (seeds, then images) bootstrap
+    ci_level: float = 0.95
+    bootstrap_seed: int = 0
+    output_dir: str = "runs/claim"  # data, one folder per model x seed, results.json, figures
+    results_doc: str = "docs/results.md"  # Markdown report written at the end (figures in <stem>/ beside it)
+
+
+@dataclass(frozen=True)
 class EquisegConfig:
     """The whole resolved configuration of one run."""
 
@@ -217,6 +245,7 @@ class EquisegConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     def replace(self, **overrides: Any) -> EquisegConfig:
         """Return a copy with dotted-key overrides applied, e.g. ``cfg.replace(**{"train.lr": 1e-3})``."""

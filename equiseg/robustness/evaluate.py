@@ -36,12 +36,19 @@ class EvaluationOutput:
 
 
 def evaluate_configured(
-    cfg: EquisegConfig, model: Any, batches: Any, *, device: str | torch.device = "cpu"
+    cfg: EquisegConfig,
+    model: Any,
+    batches: Any,
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    keep_confusion: bool = False,
 ) -> RobustnessResult:
-    """:func:`evaluate_robustness` with the suite, seed, severities and statistics of ``cfg.robustness``.
+    """:func:`evaluate_robustness` with the suite, seed, severities, statistics, missing-modality mode and batch
+    cache of ``cfg.robustness``.
 
-    The one place that maps the config onto the runner, so that the pipeline's robustness step and the gate (which
-    scores candidate and champion) always evaluate the same way.
+    The one place that maps the config onto the runner, so that the pipeline's robustness step, the gate (which
+    scores candidate and champion) and the claim experiment always evaluate the same way.
     """
     rc = cfg.robustness
     return evaluate_robustness(
@@ -57,7 +64,10 @@ def evaluate_configured(
         bootstrap_samples=rc.bootstrap_samples,
         ci_level=rc.ci_level,
         absent_as_zero=rc.miou_absent_as_zero,
-        progress=False,
+        progress=progress,
+        missing=rc.missing,
+        cache=rc.cache,
+        keep_confusion=keep_confusion,
     )
 
 

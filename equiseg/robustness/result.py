@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["RobustnessResult", "SliceResult", "metric_safe"]
 
 _UNSAFE = re.compile(r"[^\w.\- /]")
@@ -48,6 +50,10 @@ class SliceResult:
         per_image_miou: per-image mIoU in points, in sample order (for the gate's paired bootstrap).
         sample_ids: sample ids aligned with ``per_image_miou``.
         params: what defines the slice (missing set, ratio, level, modality, degradation, severity, tag).
+        per_image_confusion: (N, K, K) confusion matrices per image, aligned with ``sample_ids``; kept only when
+            asked for (``evaluate_robustness(keep_confusion=True)``), never serialised to JSON (see
+            :meth:`RobustnessResult.save_confusion`). Resampling images and summing their matrices gives bootstrap
+            replicates of the dataset-level mIoU itself (the claim experiment's CIs).
     """
 
     name: str
@@ -59,6 +65,7 @@ class SliceResult:
     per_image_miou: list[float]
     sample_ids: list[str]
     params: dict[str, Any] = field(default_factory=dict)
+    per_image_confusion: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (NaN written as null)."""
@@ -179,6 +186,31 @@ class RobustnessResult:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text)
         return text
+
+    def save_confusion(self, path: str | os.PathLike[str]) -> Path:
+        """Write the kept per-image confusion matrices (slice name -> (N, K, K) int32) to a compressed ``.npz``.
+
+        Raises:
+            ValueError: the result was evaluated without ``keep_confusion=True``.
+        """
+        arrays = {
+            name: sl.per_image_confusion.astype(np.int32)
+            for name, sl in self.slices.items()
+            if sl.per_image_confusion is not None
+        }
+        if not arrays:
+            raise ValueError("no per-image confusion matrices were kept; evaluate with keep_confusion=True")
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        return out
+
+    @staticmethod
+    def load_confusion(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+        """Inverse of :meth:`save_confusion`: slice name -> (N, K, K) int64."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            return {name: data[name].astype(np.int64) for name in data.files}
 
     @classmethod
     def from_json(cls, source: str | os.PathLike[str]) -> RobustnessResult:

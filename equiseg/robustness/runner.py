@@ -57,7 +57,7 @@ from equiseg.robustness.protocols import (
 )
 from equiseg.robustness.result import RobustnessResult, SliceResult, metric_safe
 
-__all__ = ["SUITES", "SliceSpec", "evaluate_robustness", "model_logits", "plan_suite", "slice_seed"]
+__all__ = ["SUITES", "SliceSpec", "aggregate_slices", "evaluate_robustness", "model_logits", "plan_suite", "slice_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -364,6 +364,7 @@ def evaluate_robustness(
     progress: bool = True,
     missing: Literal["auto", "zero", "drop"] = "auto",
     cache: Literal["device", "cpu", "none"] = "device",
+    keep_confusion: bool = False,
 ) -> RobustnessResult:
     """Score ``model`` on every slice of ``suite`` and aggregate the protocols of reference §3.
 
@@ -388,6 +389,8 @@ def evaluate_robustness(
         missing: EMM missing-modality mode, ``auto | zero | drop`` (module docstring).
         cache: where the clean batches are kept between slices: ``device`` (default), ``cpu`` (moved per batch) or
             ``none`` (``batches`` re-iterated per slice; must be re-iterable in a fixed order).
+        keep_confusion: keep every slice's per-image confusion matrices on the result
+            (``SliceResult.per_image_confusion``; save them with ``RobustnessResult.save_confusion``).
 
     Returns:
         A :class:`RobustnessResult` with every slice, the aggregates and the measurement metadata.
@@ -407,7 +410,7 @@ def evaluate_robustness(
     source = _BatchSource(batches, mods, dev, cache)
 
     def build(name: str, kind: str, params: dict[str, Any], h: np.ndarray, ids: list[str]) -> SliceResult:
-        return _make_slice(
+        made = _make_slice(
             name,
             kind,
             params,
@@ -418,6 +421,9 @@ def evaluate_robustness(
             ci_level=ci_level,
             absent_as_zero=absent_as_zero,
         )
+        if keep_confusion:
+            made.per_image_confusion = h
+        return made
 
     was_training = bool(getattr(model, "training", False))
     if isinstance(model, torch.nn.Module):
@@ -482,7 +488,7 @@ def evaluate_robustness(
         condition_names[tag] = name
         slices[name] = build(name, "cond", {"tag": tag}, clean_hists[members], [sample_ids[i] for i in members])
 
-    aggregates = _aggregate(slices, mods, condition_names, with_protocols=suite != "clean")
+    aggregates = aggregate_slices(slices, mods, condition_names, with_protocols=suite != "clean")
     meta: dict[str, Any] = {
         "suite": suite,
         "seed": seed,
@@ -520,13 +526,18 @@ def _tag_key(tag: str) -> str:
     return metric_safe(re.sub(r"\s+", "_", tag.strip()))
 
 
-def _aggregate(
+def aggregate_slices(
     slices: Mapping[str, SliceResult],
     modalities: tuple[str, ...],
     condition_names: Mapping[str, str],
     *,
     with_protocols: bool,
 ) -> dict[str, Any]:
+    """The protocol aggregates of reference §3 from slice mIoUs (``RobustnessResult.aggregates``).
+
+    Reads only each slice's ``name``, ``kind``, ``params`` and ``miou``, so bootstrap replicates can be aggregated
+    by the very same definitions (``equiseg.experiments.stats``).
+    """
     clean = slices["clean"].miou
     out: dict[str, Any] = {"clean_miou": clean}
     emm_slices = {tuple(s.params["missing"]): s.miou for s in slices.values() if s.kind == "emm"}
