@@ -20,6 +20,7 @@ _COMMAND_MODULES: list[tuple[str, str]] = [
     ("equiseg.cli.registry_cmd", "group"),
     ("equiseg.cli.train_cmd", "command"),
     ("equiseg.cli.tune_cmd", "command"),
+    ("equiseg.cli.experiment_cmd", "group"),
 ]
 
 

@@ -13,6 +13,7 @@ from equiseg.experiments.claim import (
     analyse,
     load_cells,
     run_cell,
+    run_cells,
     run_claim,
     validate_experiment,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "analyse",
     "load_cells",
     "run_cell",
+    "run_cells",
     "run_claim",
     "validate_experiment",
 ]

@@ -57,6 +57,7 @@ __all__ = [
     "load_cells",
     "prepare_claim_data",
     "run_cell",
+    "run_cells",
     "run_claim",
     "validate_experiment",
 ]
@@ -241,7 +242,7 @@ def run_cell(
         if record.config_hash == wanted and record.confusion_path.is_file():
             logger.info("reusing finished run %s", path)
             return record
-        logger.warning("%s was made with another config (%s != %s); training it again", path, record.config_hash, wanted)
+        logger.warning("%s was made with another config (%s != %s); retraining it", path, record.config_hash, wanted)
         (path / CELL_FILE).unlink()
         _remove_tree(path / "train")
     started = time.perf_counter()
@@ -289,6 +290,25 @@ def run_cell(
     )
     _write_json_atomic(path / CELL_FILE, record.to_dict())
     return record
+
+
+def run_cells(cfg: EquisegConfig, *, progress: bool = True) -> list[CellRecord]:
+    """Prepare the data and run (or reuse) every model x seed, in config order; no analysis, no tracking.
+
+    This is all a bare GPU box needs (torch, timm, numpy, pyarrow): copy ``experiment.output_dir`` back and run
+    ``equiseg experiment claim --analyse-only`` where mlflow and matplotlib are installed.
+    """
+    from tqdm.auto import tqdm
+
+    validate_experiment(cfg)
+    manifest, data_root = prepare_claim_data(cfg, progress=progress)
+    records = []
+    cells = [(m, s) for m in cfg.experiment.models for s in cfg.experiment.seeds]
+    bar = tqdm(cells, desc="claim", unit="run", disable=not progress)
+    for model, seed in bar:
+        bar.set_postfix_str(cell_name(model, seed))
+        records.append(run_cell(cfg, model, seed, manifest=manifest, data_root=data_root, progress=progress))
+    return records
 
 
 def load_cells(cfg: EquisegConfig) -> list[CellRecord]:
@@ -560,8 +580,6 @@ def run_claim(
         progress: progress bars.
         command: the command line to cite in the report.
     """
-    from tqdm.auto import tqdm
-
     from equiseg.experiments.report import write_claim_report
 
     validate_experiment(cfg)
@@ -570,16 +588,7 @@ def run_claim(
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")
     started = time.perf_counter()
-    if analyse_only:
-        records = load_cells(cfg)
-    else:
-        manifest, data_root = prepare_claim_data(cfg, progress=progress)
-        records = []
-        cells = [(m, s) for m in ec.models for s in ec.seeds]
-        bar = tqdm(cells, desc="claim", unit="run", disable=not progress)
-        for model, seed in bar:
-            bar.set_postfix_str(cell_name(model, seed))
-            records.append(run_cell(cfg, model, seed, manifest=manifest, data_root=data_root, progress=progress))
+    records = load_cells(cfg) if analyse_only else run_cells(cfg, progress=progress)
     analysis = analyse(cfg, records, progress=progress)
     analysis.meta.update(
         {
@@ -620,8 +629,11 @@ def _log_to_mlflow(
                 if key in values:
                     est = values[key]
                     headline.update(
-                        {f"delta_{model}/{key}": est.value, f"delta_{model}/{key}_low": est.low,
-                         f"delta_{model}/{key}_high": est.high}
+                        {
+                            f"delta_{model}/{key}": est.value,
+                            f"delta_{model}/{key}_low": est.low,
+                            f"delta_{model}/{key}_high": est.high,
+                        }
                     )
         headline["targets_met"] = float(sum(o.met for o in analysis.outcomes))
         headline["targets_total"] = float(len(analysis.outcomes))

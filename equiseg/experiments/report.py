@@ -23,7 +23,7 @@ from equiseg.experiments.stats import Estimate
 if TYPE_CHECKING:
     from equiseg.experiments.claim import ClaimAnalysis
 
-__all__ = ["claim_markdown", "write_claim_report", "write_claim_figures"]
+__all__ = ["claim_markdown", "update_document", "write_claim_figures", "write_claim_report"]
 
 _MAIN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("clean", "clean"),
@@ -82,8 +82,15 @@ def _emm_figure(analysis: ClaimAnalysis, path: Path) -> Path:
         ests = [analysis.metrics[model].get(f"emm/{s}") for s in subsets]
         values = [e.value if e else math.nan for e in ests]
         errs = np.array([[e.value - e.low, e.high - e.value] if e else [0.0, 0.0] for e in ests]).T
-        ax.bar(x + (i - (len(models) - 1) / 2) * width, values, width, yerr=errs, capsize=2, label=model,
-               color=colours[model])
+        ax.bar(
+            x + (i - (len(models) - 1) / 2) * width,
+            values,
+            width,
+            yerr=errs,
+            capsize=2,
+            label=model,
+            color=colours[model],
+        )
     ax.set_xticks(x, [s.replace("-", "+") for s in subsets], rotation=20)
     ax.set_ylabel("mIoU (points)")
     ax.set_title("EMM: mIoU with only the listed modalities present (mean of seeds, 95% CI)")
@@ -108,8 +115,15 @@ def _heatmap_figure(analysis: ClaimAnalysis, path: Path) -> Path:
     for i in range(len(models)):
         for j in range(len(columns)):
             if np.isfinite(data[i, j]):
-                ax.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center", fontsize=7,
-                        color="white" if data[i, j] < 0.6 * np.nanmax(data) else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{data[i, j]:.1f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if data[i, j] < 0.6 * np.nanmax(data) else "black",
+                )
     fig.colorbar(image, ax=ax, label="mIoU (points)")
     ax.set_title("Robustness summary (mean of seeds)")
     return _save(fig, path)
@@ -151,8 +165,9 @@ def _difference_figure(analysis: ClaimAnalysis, cfg: EquisegConfig, path: Path) 
                 rows.append((f"vs {model}: {label}", est, key))
     for i, (_label, est, key) in enumerate(rows):
         colour = "tab:blue" if key == "emm_avg" else "tab:grey"
-        ax.errorbar(est.value, i, xerr=[[est.value - est.low], [est.high - est.value]], fmt="o", color=colour,
-                    capsize=3)
+        ax.errorbar(
+            est.value, i, xerr=[[est.value - est.low], [est.high - est.value]], fmt="o", color=colour, capsize=3
+        )
     ax.axvline(0.0, color="black", lw=0.8)
     for model, margin in cfg.experiment.emm_margins.items():
         label = f"vs {model}: EMM avg"
@@ -253,13 +268,11 @@ def _shortfalls(analysis: ClaimAnalysis) -> list[str]:
     return lines
 
 
-def claim_markdown(
-    analysis: ClaimAnalysis, cfg: EquisegConfig, figures: Mapping[str, str]
-) -> str:
+def claim_markdown(analysis: ClaimAnalysis, cfg: EquisegConfig, figures: Mapping[str, str]) -> str:
     """The generated section of the results document (figures referenced by the relative paths given)."""
     meta = analysis.meta
     ec = cfg.experiment
-    level = int(round(100 * ec.ci_level))
+    level = round(100 * ec.ci_level)
     lines = [
         f"## Profile `{cfg.profile}`",
         "",
@@ -378,9 +391,7 @@ def update_document(path: Path, profile: str, section: str) -> None:
     block = f"{begin}\n{section.rstrip()}\n{end}"
     text = path.read_text() if path.is_file() else "# Results: does balance pay?\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: block, text)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
+    found = pattern.search(text) is not None
+    text = pattern.sub(lambda _m: block, text) if found else text.rstrip() + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text if text.endswith("\n") else text + "\n")

@@ -1,0 +1,68 @@
+"""``equiseg experiment claim``: does balance pay? The paper's central claim on our benchmark (docs/results.md)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from equiseg.cli.common import config_options, resolve_config
+from equiseg.config import ConfigError
+
+__all__ = ["group"]
+
+
+@click.group("experiment")
+def group() -> None:
+    """Experiments that test the paper's claims on our benchmark; results go to docs/results.md."""
+
+
+@group.command("claim")
+@config_options(default_profile="claim-cpu")
+@click.option(
+    "--analyse-only",
+    is_flag=True,
+    help="Train nothing: analyse the finished runs under experiment.output_dir (e.g. runs made on a GPU box with "
+    "--no-track and copied here), write the report and log it.",
+)
+@click.option(
+    "--track/--no-track",
+    default=True,
+    show_default=True,
+    help="Log one MLflow parent run and a child run per model x seed (tracking.uri). --no-track where mlflow is "
+    "not installed.",
+)
+@click.option(
+    "--doc/--no-doc",
+    default=True,
+    show_default=True,
+    help="Update this profile's section of experiment.results_doc (figures in a folder beside it).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def claim(profile: str, overrides: tuple[str, ...], analyse_only: bool, track: bool, doc: bool, quiet: bool) -> None:
+    """Train every model of experiment.models with every seed alike, score each with the robustness suite, and
+    compare EQUISeg with each baseline (two-level bootstrap over seeds and test images).
+
+    \b
+    Profiles: claim-smoke (2 models, 1 seed, minutes), claim-cpu (6 models x 3 seeds, about an hour on 2 cores),
+    claim-gpu (b0 variants, larger images, one GPU). Finished runs are reused and an interrupted one resumes, so
+    the command can be re-run after a crash. Writes <experiment.output_dir>/results.json, results.md and figures,
+    and exits 0 whether or not the targets are met (the report says which are).
+    """
+    from equiseg.experiments import run_claim
+
+    cfg = resolve_config(profile, overrides)
+    command = "equiseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    try:
+        analysis = run_claim(
+            cfg, tracking=track, analyse_only=analyse_only, write_doc=doc, progress=not quiet, command=command
+        )
+    except (ConfigError, FileNotFoundError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    for outcome in analysis.outcomes:
+        est = outcome.estimate
+        verdict = "met" if outcome.met else "NOT met"
+        interval = f"{est.value:+.2f} [{est.low:+.2f}, {est.high:+.2f}]"
+        click.echo(f"{outcome.name}: {interval} ({outcome.requirement}): {verdict}")
+    click.echo(f"results: {cfg.experiment.output_dir}/results.md" + (f", {cfg.experiment.results_doc}" if doc else ""))
