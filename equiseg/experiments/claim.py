@@ -303,7 +303,8 @@ def run_cells(cfg: EquisegConfig, *, progress: bool = True) -> list[CellRecord]:
     validate_experiment(cfg)
     manifest, data_root = prepare_claim_data(cfg, progress=progress)
     records = []
-    cells = [(m, s) for m in cfg.experiment.models for s in cfg.experiment.seeds]
+    # seed-major: an interrupted experiment has every model at the first seeds rather than some models at all seeds
+    cells = [(m, s) for s in cfg.experiment.seeds for m in cfg.experiment.models]
     bar = tqdm(cells, desc="claim", unit="run", disable=not progress)
     for model, seed in bar:
         bar.set_postfix_str(cell_name(model, seed))
