@@ -52,15 +52,14 @@ print(f"all runs done in {time.perf_counter() - started:.0f}s")
 PY
 echo "claim exit ${PIPESTATUS[0]}"
 
-echo "== copying results"
+echo "== copying results"  # flat: <OUT>/claim-gpu-cells/<run>/<file> (the device tool returns shallow folders)
 if [ -d runs/claim-gpu/cells ]; then
   for cell in runs/claim-gpu/cells/*/; do
     name=$(basename "$cell")
-    mkdir -p "$OUT/claim-gpu/cells/$name/train"
+    mkdir -p "$OUT/claim-gpu-cells/$name"
     for f in cell.json robustness.json confusion.npz; do
-      [ -f "$cell/$f" ] && cp "$cell/$f" "$OUT/claim-gpu/cells/$name/"
+      [ -f "$cell/$f" ] && cp "$cell/$f" "$OUT/claim-gpu-cells/$name/"
     done
-    [ -f "$cell/train/config.yaml" ] && cp "$cell/train/config.yaml" "$OUT/claim-gpu/cells/$name/train/"
   done
 fi
 find "$OUT" -type f | sort | head -80

@@ -54,11 +54,13 @@ __all__ = [
     "ClaimOutcome",
     "analyse",
     "cell_config",
+    "eval_hash",
     "load_cells",
     "prepare_claim_data",
     "run_cell",
     "run_cells",
     "run_claim",
+    "train_hash",
     "validate_experiment",
 ]
 
@@ -114,8 +116,22 @@ def cell_name(model: str, seed: int) -> str:
     return f"{model}-seed{seed}"
 
 
-def _cell_hash(cfg: EquisegConfig) -> str:
-    """Hash of what decides a run's result (everything but the experiment bookkeeping and the tracking target)."""
+def train_hash(cfg: EquisegConfig) -> str:
+    """Hash of what decides a run's weights: ``data:``, ``model:`` and ``train:`` (minus paths and worker counts)."""
+    raw = config_to_dict(cfg)
+    data = {k: v for k, v in raw["data"].items() if k not in ("root", "num_workers", "dvc_remote")}
+    train = {k: v for k, v in raw["train"].items() if k not in ("output_dir", "checkpoint_every_steps")}
+    return _short_hash({"data": data, "model": raw["model"], "train": train})
+
+
+def eval_hash(cfg: EquisegConfig) -> str:
+    """Hash of what decides a run's scores given its weights: ``robustness:`` minus batching and report options."""
+    raw = config_to_dict(cfg.robustness)
+    return _short_hash({k: v for k, v in raw.items() if k not in ("batch_size", "cache", "examples")})
+
+
+def _legacy_hash(cfg: EquisegConfig) -> str:
+    """The single hash cells carried before training and evaluation were keyed apart (GPU runs of 2026-11-27)."""
     raw = config_to_dict(cfg)
     for section in ("experiment", "tracking", "pipeline", "gate", "tune"):
         raw.pop(section, None)
@@ -141,13 +157,27 @@ class CellRecord:
     model: str
     seed: int
     path: Path
-    config_hash: str
+    train_hash: str
+    eval_hash: str
     train_seconds: float
     eval_seconds: float
     best_epoch: int
     history: list[dict[str, float]]
     summary: dict[str, float]
     device: str
+    legacy_hash: str = ""
+
+    def matches(self, cfg: EquisegConfig) -> tuple[bool, bool]:
+        """``(weights match, scores match)`` for the run config ``cfg`` (see :func:`train_hash`, :func:`eval_hash`)."""
+        if self.train_hash:
+            return self.train_hash == train_hash(cfg), self.eval_hash == eval_hash(cfg)
+        same = bool(self.legacy_hash) and self.legacy_hash == _legacy_hash(cfg)
+        saved = self.path / "train" / "config.yaml"
+        if not same and saved.is_file():
+            from equiseg.config import load_config
+
+            return train_hash(load_config(saved)) == train_hash(cfg), False
+        return same, same
 
     @property
     def robustness_path(self) -> Path:
@@ -161,7 +191,8 @@ class CellRecord:
         return {
             "model": self.model,
             "seed": self.seed,
-            "config_hash": self.config_hash,
+            "train_hash": self.train_hash,
+            "eval_hash": self.eval_hash,
             "train_seconds": self.train_seconds,
             "eval_seconds": self.eval_seconds,
             "best_epoch": self.best_epoch,
@@ -177,7 +208,9 @@ class CellRecord:
             model=raw["model"],
             seed=int(raw["seed"]),
             path=path,
-            config_hash=raw["config_hash"],
+            train_hash=raw.get("train_hash", ""),
+            eval_hash=raw.get("eval_hash", ""),
+            legacy_hash=raw.get("config_hash", ""),
             train_seconds=float(raw["train_seconds"]),
             eval_seconds=float(raw["eval_seconds"]),
             best_epoch=int(raw["best_epoch"]),
@@ -236,15 +269,26 @@ def run_cell(
 
     run_cfg = cell_config(cfg, model, seed)
     path = Path(run_cfg.train.output_dir).parent
-    wanted = _cell_hash(run_cfg)
+    earlier_train_seconds = 0.0  # a re-scored run keeps the time its training took
     if (path / CELL_FILE).is_file():
         record = CellRecord.load(path)
-        if record.config_hash == wanted and record.confusion_path.is_file():
+        weights_match, scores_match = record.matches(run_cfg)
+        if weights_match and scores_match and record.confusion_path.is_file():
             logger.info("reusing finished run %s", path)
             return record
-        logger.warning("%s was made with another config (%s != %s); retraining it", path, record.config_hash, wanted)
         (path / CELL_FILE).unlink()
-        _remove_tree(path / "train")
+        if not weights_match:
+            logger.warning("%s was trained with another config; training it again", path)
+            _remove_tree(path / "train")
+        else:
+            logger.info("%s was scored with another robustness config; scoring it again", path)
+            earlier_train_seconds = record.train_seconds
+    elif (path / "train" / "config.yaml").is_file():
+        from equiseg.config import load_config
+
+        if train_hash(load_config(path / "train" / "config.yaml")) != train_hash(run_cfg):
+            logger.warning("%s holds an unfinished run of another config; training it afresh", path)
+            _remove_tree(path / "train")
     started = time.perf_counter()
     result = train(
         run_cfg,
@@ -256,7 +300,7 @@ def run_cell(
         log_model=False,
         show_progress=progress,
     )
-    train_seconds = time.perf_counter() - started
+    train_seconds = earlier_train_seconds + time.perf_counter() - started
     device = resolve_device(run_cfg.train.device)
     net, _ = load_model_from_checkpoint(result.best_checkpoint, device)
     if device.type == "cuda":
@@ -280,7 +324,8 @@ def run_cell(
         model=model,
         seed=seed,
         path=path,
-        config_hash=wanted,
+        train_hash=train_hash(run_cfg),
+        eval_hash=eval_hash(run_cfg),
         train_seconds=train_seconds,
         eval_seconds=eval_seconds,
         best_epoch=int(result.metrics.get("best_epoch", -1)),
@@ -326,11 +371,12 @@ def load_cells(cfg: EquisegConfig) -> list[CellRecord]:
                 missing.append(path.name)
                 continue
             record = CellRecord.load(path)
-            wanted = _cell_hash(cell_config(cfg, model, seed))
-            if record.config_hash != wanted:
+            weights_match, scores_match = record.matches(cell_config(cfg, model, seed))
+            if not (weights_match and scores_match):
+                what = "trained" if not weights_match else "scored"
                 raise ConfigError(
-                    f"{path} was trained with another config (hash {record.config_hash}, this config {wanted}); "
-                    "analyse it with the profile and --set overrides that made it, or re-run without --analyse-only"
+                    f"{path} was {what} with another config than this one; analyse it with the profile and --set "
+                    "overrides that made it, or re-run without --analyse-only to redo it"
                 )
             records.append(record)
     if missing:
