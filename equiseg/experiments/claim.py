@@ -107,9 +107,19 @@ def validate_experiment(cfg: EquisegConfig) -> None:
 
 
 def cell_config(cfg: EquisegConfig, model: str, seed: int) -> EquisegConfig:
-    """The training config of one run: the shared config with its model name and training seed."""
+    """The config of one run: the shared config with its model name and training seed, and the ``auto``
+    missing-modality modes (``train.modality_dropout_mode``, ``robustness.missing``) resolved for that model, so a
+    run's hashes say what actually happened."""
+    from equiseg.models import supports_missing_modalities
+
     out_dir = Path(cfg.experiment.output_dir) / "cells" / cell_name(model, seed)
-    return cfg.replace(**{"model.name": model, "train.seed": seed, "train.output_dir": str(out_dir / "train")})
+    natural = "drop" if supports_missing_modalities(model) else "zero"
+    overrides: dict[str, Any] = {"model.name": model, "train.seed": seed, "train.output_dir": str(out_dir / "train")}
+    if cfg.train.modality_dropout_mode == "auto":
+        overrides["train.modality_dropout_mode"] = natural
+    if cfg.robustness.missing == "auto":
+        overrides["robustness.missing"] = natural
+    return cfg.replace(**overrides)
 
 
 def cell_name(model: str, seed: int) -> str:
@@ -121,6 +131,8 @@ def train_hash(cfg: EquisegConfig) -> str:
     raw = config_to_dict(cfg)
     data = {k: v for k, v in raw["data"].items() if k not in ("root", "num_workers", "dvc_remote")}
     train = {k: v for k, v in raw["train"].items() if k not in ("output_dir", "checkpoint_every_steps")}
+    if train.get("modality_dropout_mode") == "zero":  # the behaviour before the option existed: old runs still match
+        del train["modality_dropout_mode"]
     return _short_hash({"data": data, "model": raw["model"], "train": train})
 
 
@@ -128,15 +140,6 @@ def eval_hash(cfg: EquisegConfig) -> str:
     """Hash of what decides a run's scores given its weights: ``robustness:`` minus batching and report options."""
     raw = config_to_dict(cfg.robustness)
     return _short_hash({k: v for k, v in raw.items() if k not in ("batch_size", "cache", "examples")})
-
-
-def _legacy_hash(cfg: EquisegConfig) -> str:
-    """The single hash cells carried before training and evaluation were keyed apart (GPU runs of 2026-11-27)."""
-    raw = config_to_dict(cfg)
-    for section in ("experiment", "tracking", "pipeline", "gate", "tune"):
-        raw.pop(section, None)
-    raw.pop("profile", None)
-    return _short_hash(raw)
 
 
 def _short_hash(raw: Any) -> str:
@@ -165,19 +168,10 @@ class CellRecord:
     history: list[dict[str, float]]
     summary: dict[str, float]
     device: str
-    legacy_hash: str = ""
 
     def matches(self, cfg: EquisegConfig) -> tuple[bool, bool]:
         """``(weights match, scores match)`` for the run config ``cfg`` (see :func:`train_hash`, :func:`eval_hash`)."""
-        if self.train_hash:
-            return self.train_hash == train_hash(cfg), self.eval_hash == eval_hash(cfg)
-        same = bool(self.legacy_hash) and self.legacy_hash == _legacy_hash(cfg)
-        saved = self.path / "train" / "config.yaml"
-        if not same and saved.is_file():
-            from equiseg.config import load_config
-
-            return train_hash(load_config(saved)) == train_hash(cfg), False
-        return same, same
+        return self.train_hash == train_hash(cfg), self.eval_hash == eval_hash(cfg)
 
     @property
     def robustness_path(self) -> Path:
@@ -210,7 +204,6 @@ class CellRecord:
             path=path,
             train_hash=raw.get("train_hash", ""),
             eval_hash=raw.get("eval_hash", ""),
-            legacy_hash=raw.get("config_hash", ""),
             train_seconds=float(raw["train_seconds"]),
             eval_seconds=float(raw["eval_seconds"]),
             best_epoch=int(raw["best_epoch"]),

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from equiseg.models.base import SegmentationModel, SegmentationOutput
 from equiseg.models.encoder import VARIANTS
-from equiseg.models.registry import COMMON_OVERRIDES, FAMILIES, create_model, list_models, model_family
+from equiseg.models.registry import (
+    COMMON_OVERRIDES,
+    FAMILIES,
+    create_model,
+    list_models,
+    model_family,
+    supports_missing_modalities,
+)
 
 __all__ = [
     "COMMON_OVERRIDES",
@@ -24,4 +31,5 @@ __all__ = [
     "create_model",
     "list_models",
     "model_family",
+    "supports_missing_modalities",
 ]

@@ -15,7 +15,15 @@ import torch
 from timm.models.pvt_v2 import Block, OverlapPatchEmbed, PyramidVisionTransformerStage, PyramidVisionTransformerV2
 from torch import Tensor, nn
 
-__all__ = ["VARIANTS", "EncoderSpec", "MiTBranch", "ModalityEncoders", "stage_drop_path_rates"]
+__all__ = [
+    "STEM_BIAS_STD",
+    "VARIANTS",
+    "EncoderSpec",
+    "MiTBranch",
+    "ModalityEncoders",
+    "init_stem_bias",
+    "stage_drop_path_rates",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,20 @@ def stage_drop_path_rates(spec: EncoderSpec, drop_path_rate: float) -> list[floa
     return rates
 
 
+#: Std of the patch-embedding bias init. Not zero (timm's default): a zero-filled modality (modality dropout, the
+#: zero-fill EMM protocol) would then enter the stem LayerNorm as an all-zero token, and every LayerNorm backward
+#: at zero variance multiplies the gradient by ``1/sqrt(eps)`` (316-1000). Through a branch's chain of norms that
+#: gave gradient norms of 1e6 (equiseg_tiny) to inf (cmnext_like, mean_fusion): clipping then wiped out the step,
+#: or the loss went NaN (cmnext_like_b0, bf16 and fp32). With a random bias a zero input is a non-degenerate token.
+STEM_BIAS_STD = 0.02
+
+
+def init_stem_bias(proj: nn.Conv2d) -> None:
+    """Random, non-zero patch-embedding bias (see :data:`STEM_BIAS_STD`)."""
+    if proj.bias is not None:
+        nn.init.normal_(proj.bias, 0.0, STEM_BIAS_STD)
+
+
 class MiTBranch(nn.Module):
     """One four-stage MiT encoder (timm ``pvt_v2`` with MLP ratio 4), usable stage by stage.
 
@@ -71,6 +93,8 @@ class MiTBranch(nn.Module):
         )
         # in_chans=None: stages only (the stems live elsewhere, one per modality).
         self.patch_embed: nn.Module | None = timm_model.patch_embed if in_chans is not None else None
+        if self.patch_embed is not None:
+            init_stem_bias(typing.cast(nn.Conv2d, self.patch_embed.proj))
         self.stages = timm_model.stages
         self.embed_dims = spec.embed_dims
 
@@ -148,8 +172,7 @@ class ModalityEncoders(nn.Module):
                 conv: nn.Conv2d = stem.proj
                 fan_out = conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels
                 nn.init.normal_(conv.weight, 0.0, (2.0 / fan_out) ** 0.5)  # as timm's pvt_v2 initialises convs
-                if conv.bias is not None:
-                    nn.init.zeros_(conv.bias)
+                init_stem_bias(conv)
                 self.stems[name] = stem
             self.shared = MiTBranch(spec, None, drop_path_rate)
         else:

@@ -16,7 +16,14 @@ from equiseg.models.baselines import CMNeXtLike, EarlyFusion, MeanFusion, SegFor
 from equiseg.models.encoder import VARIANTS, EncoderSpec
 from equiseg.models.equiseg_model import EQUISeg
 
-__all__ = ["COMMON_OVERRIDES", "FAMILIES", "create_model", "list_models", "model_family"]
+__all__ = [
+    "COMMON_OVERRIDES",
+    "FAMILIES",
+    "create_model",
+    "list_models",
+    "model_family",
+    "supports_missing_modalities",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,12 @@ FAMILIES: dict[str, Family] = {
 def list_models() -> list[str]:
     """Every registered name, e.g. ``['cmnext_like_b0', ..., 'segformer_rgb_tiny']`` (sorted)."""
     return sorted(f"{family}_{variant}" for family in FAMILIES for variant in VARIANTS)
+
+
+def supports_missing_modalities(name: str) -> bool:
+    """Whether the registered model ``name`` fuses any subset of its modalities (absent ones left out of the input)."""
+    family, _ = model_family(name)
+    return bool(getattr(FAMILIES[family].builder, "supports_missing_modalities", False))
 
 
 def model_family(name: str) -> tuple[str, str]:

@@ -135,6 +135,42 @@ def build_model(cfg: EquisegConfig) -> nn.Module:
     )
 
 
+def resolve_dropout_mode(cfg: EquisegConfig) -> str:
+    """``train.modality_dropout_mode`` for ``cfg.model.name``: ``zero`` or ``drop`` (``auto`` resolved).
+
+    Raises:
+        ValueError: ``drop`` for a model that cannot fuse a subset of its modalities.
+    """
+    from equiseg.models import supports_missing_modalities
+
+    mode = cfg.train.modality_dropout_mode
+    capable = supports_missing_modalities(cfg.model.name)
+    if mode == "auto":
+        return "drop" if capable else "zero"
+    if mode == "drop" and not capable:
+        raise ValueError(
+            f"train.modality_dropout_mode=drop needs a model that fuses modality subsets; {cfg.model.name} does not, "
+            "use zero (or auto)"
+        )
+    return mode
+
+
+def drop_modalities(inputs: Mapping[str, Tensor], probability: float, seed: Sequence[int]) -> dict[str, Tensor]:
+    """Batch-level modality dropout: each modality left out with ``probability`` (never all), drawn from ``seed``.
+
+    Every rank draws the same subset for the same step (the seed is ``(train.seed, epoch, step)``), so DDP replicas
+    run the same branches.
+    """
+    names = list(inputs)
+    if probability <= 0.0 or len(names) < 2:
+        return dict(inputs)
+    rng = np.random.default_rng(list(seed))
+    keep = rng.random(len(names)) >= probability
+    if not keep.any():
+        keep[int(rng.integers(len(names)))] = True
+    return {name: inputs[name] for name, kept in zip(names, keep.tolist(), strict=True) if kept}
+
+
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with weight decay on weight matrices / kernels only (not on norms, biases, scalars)."""
     decay: list[nn.Parameter] = []
@@ -208,6 +244,7 @@ def train_one_epoch(
     total_steps = max(1, tc.epochs * steps_per_epoch)
     warmup = warmup_steps_for(tc.warmup_epochs, steps_per_epoch)
     use_amp = tc.amp and device.type == "cuda"
+    drop_at_step = resolve_dropout_mode(cfg) == "drop" and tc.modality_dropout > 0.0
     model.train()
     # (total, main, aux) summed over steps; after a mid-epoch resume rank 0 starts from the stored global sums
     initial = progress.epoch_loss_sum if (start_step > 0 and info.is_main) else [0.0, 0.0, 0.0]
@@ -236,6 +273,8 @@ def train_one_epoch(
         for group in optimizer.param_groups:
             group["lr"] = lr
         inputs, labels = _batches_to_device(batch, device, channels_last=device.type == "cuda")
+        if drop_at_step:
+            inputs = drop_modalities(inputs, tc.modality_dropout, (tc.seed, epoch, step))
         with _autocast(device, use_amp):
             output = model(inputs, labels)
         main_loss = segmentation_loss(
@@ -339,7 +378,7 @@ def _split_dataset(cfg: EquisegConfig, manifest: Path, data_root: Path, split: s
         split=split,
         augment=training,
         crop_size=cfg.data.image_size if training else None,
-        modality_dropout=cfg.train.modality_dropout if training else 0.0,
+        modality_dropout=cfg.train.modality_dropout if training and resolve_dropout_mode(cfg) == "zero" else 0.0,
         seed=cfg.train.seed,
     )
 
@@ -437,6 +476,7 @@ def _robustness_metrics(
         bootstrap_samples=0,
         absent_as_zero=cfg.robustness.miou_absent_as_zero,
         progress=False,
+        missing=cfg.robustness.missing,  # the best epoch is chosen under the protocol the run will be scored with
     )
     return {k: float(v) for k, v in result.summary_metrics().items()}
 
@@ -543,7 +583,11 @@ def _train(
     if info.distributed:
         if device.type == "cuda":  # one set of batch statistics over all ranks (SyncBatchNorm is CUDA-only)
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        train_model = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=resolve_dropout_mode(cfg) == "drop",  # a dropped modality's branch gets no grad
+        )
 
     train_set = _split_dataset(cfg, manifest, data_root, "train")
     val_batches = _val_batches(cfg, manifest, data_root) if info.is_main else []
