@@ -188,16 +188,21 @@ def _curves_figure(analysis: ClaimAnalysis, path: Path) -> Path:
     for j, (key, title) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), j + 1)
         for model, runs in analysis.histories.items():
-            series = [[h.get(key, math.nan) for h in run] for run in runs if run]
-            if not series:
+            # per-epoch points where the metric was measured (val robustness runs every few epochs)
+            points = [[(i + 1, h[key]) for i, h in enumerate(run) if key in h] for run in runs]
+            points = [p for p in points if p]
+            if not points:
                 continue
-            length = min(len(s) for s in series)
-            mean = np.nanmean(np.array([s[:length] for s in series]), axis=0)
-            ax.plot(range(1, length + 1), mean, label=model, color=colours[model])
+            length = min(len(p) for p in points)
+            epochs = [e for e, _ in points[0][:length]]
+            mean = np.mean(np.array([[v for _, v in p[:length]] for p in points]), axis=0)
+            ax.plot(epochs, mean, marker="o", ms=2, label=model, color=colours[model])
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    fig.axes[-1].legend(fontsize=7)
+    labelled = [ax for ax in fig.axes if ax.lines]
+    if labelled:
+        labelled[-1].legend(fontsize=7)
     return _save(fig, path)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from equiseg.robustness.metrics import miou
 from equiseg.robustness.result import SliceResult
 from equiseg.robustness.runner import aggregate_slices
 
@@ -33,7 +34,6 @@ __all__ = [
     "cell_replicates",
     "headline_metrics",
     "image_weights",
-    "miou_from_confusion",
     "percentile_interval",
     "seed_bootstrap",
 ]
@@ -95,21 +95,6 @@ def headline_metrics(aggregates: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def miou_from_confusion(confusion: NDArray[np.floating] | NDArray[np.integer], absent_as_zero: bool) -> NDArray:
-    """mIoU in points from confusion matrices of shape ``(..., K, K)`` (rows: target, columns: prediction).
-
-    A class absent from target and prediction counts 0 (DeLiVER) when ``absent_as_zero``, else it is skipped.
-    """
-    hist = np.asarray(confusion, dtype=np.float64)
-    tp = np.diagonal(hist, axis1=-2, axis2=-1)
-    union = hist.sum(axis=-1) + hist.sum(axis=-2) - tp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, tp / np.where(union > 0, union, 1.0), np.nan)
-    if absent_as_zero:
-        return 100.0 * np.nan_to_num(iou, nan=0.0).mean(axis=-1)
-    return 100.0 * np.nanmean(iou, axis=-1)
-
-
 def image_weights(num_images: int, replicates: int, rng: np.random.Generator) -> NDArray[np.float64]:
     """``(replicates, num_images)`` multinomial image counts: one bootstrap resample of the test set per row."""
     if num_images < 1:
@@ -145,7 +130,7 @@ def cell_replicates(
             raise ValueError(f"slice {name} has {hist.shape[0]} images, the weights {weights.shape[1]}")
         k = hist.shape[-1]
         summed = weights @ hist.reshape(hist.shape[0], k * k).astype(np.float64)
-        replicate_miou[name] = miou_from_confusion(summed.reshape(-1, k, k), absent_as_zero)
+        replicate_miou[name] = np.asarray(miou(summed.reshape(-1, k, k), absent_as_zero), dtype=np.float64)
     # one reusable set of stand-in slices: aggregate_slices reads only name, kind, params and miou
     stand_ins = {
         name: SliceResult(name, slices[name].kind, 0.0, math.nan, math.nan, [], [], [], slices[name].params)
