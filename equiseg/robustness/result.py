@@ -203,7 +203,7 @@ class RobustnessResult:
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # slice names are never "allow_pickle"
         return out
 
     @staticmethod
