@@ -23,7 +23,8 @@ class StageSelection(nn.Module):
     def __init__(self, dim: int, hidden: int | None = None) -> None:
         super().__init__()
         hidden = hidden or max(dim // 4, 8)
-        self.scorer = nn.Sequential(nn.Linear(2 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        # no bias on the score: a constant shared by every modality cancels in the softmax and never learns
+        self.scorer = nn.Sequential(nn.Linear(2 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1, bias=False))
         self.similarity_scale = nn.Parameter(torch.tensor(1.0))
 
     def forward(self, feats: dict[str, Tensor], previous_logits: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
