@@ -694,9 +694,10 @@ def _log_cell(tracker: Tracker, cfg: EquisegConfig, record: CellRecord, parent_i
         tracker.log_config(run_cfg)
         for epoch, values in enumerate(record.history):
             tracker.log_metrics({k: v for k, v in values.items() if k != "epoch"}, step=epoch)
+        # the final scores on the test split, apart from the per-epoch val metrics of the same names
         tracker.log_metrics(
             {
-                **{k: v for k, v in record.summary.items() if math.isfinite(v)},
+                **{f"test/{k}": v for k, v in record.summary.items() if math.isfinite(v)},
                 "train_seconds": record.train_seconds,
                 "eval_seconds": record.eval_seconds,
                 "best_epoch": float(record.best_epoch),

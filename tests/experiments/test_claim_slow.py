@@ -70,7 +70,7 @@ def test_claim_smoke_trains_scores_reports_and_logs_every_run(tmp_path: Path) ->
     assert parent.data.metrics["targets_total"] == 2.0
     assert "delta_cmnext_like_tiny/emm_avg" in parent.data.metrics
     child = next(c for c in children if c.data.tags["equiseg.model"] == "equiseg_tiny")
-    assert child.data.metrics["clean_miou"] == pytest.approx(analysis.metrics["equiseg_tiny"]["clean"].value)
+    assert child.data.metrics["test/clean_miou"] == pytest.approx(analysis.metrics["equiseg_tiny"]["clean"].value)
     assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 2  # one point per epoch
     artifacts = {a.path for a in client.list_artifacts(child.info.run_id, "evaluation")}
     assert {"evaluation/robustness.json", "evaluation/confusion.npz"} <= artifacts
