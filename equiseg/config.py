@@ -101,8 +101,9 @@ class TrainConfig:
     ohem_thresh: float = 0.7
     modality_dropout: float = 0.2  # probability of dropping each modality (never all) per sample
     # zero: zero-fill dropped modalities per sample (every model); drop: remove them from the batch (one subset per
-    # step; models that fuse subsets); auto: drop for models that support subsets, zero for the others
-    modality_dropout_mode: Literal["zero", "drop", "auto"] = "zero"
+    # step; models that fuse subsets); auto: drop for models that support subsets, zero for the others, which is
+    # what robustness.missing=auto scores them with (docs/results.md: a mismatch scores inputs never trained on)
+    modality_dropout_mode: Literal["zero", "drop", "auto"] = "auto"
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
