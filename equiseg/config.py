@@ -44,6 +44,7 @@ __all__ = [
     "load_config",
     "parse_override",
     "save_config",
+    "stable_hash",
 ]
 
 
@@ -472,4 +473,9 @@ def save_config(cfg: EquisegConfig, path: str | os.PathLike[str]) -> Path:
 
 def config_hash(cfg: EquisegConfig) -> str:
     """Short, stable hash of the resolved configuration (for lineage tags)."""
-    return hashlib.sha256(json.dumps(config_to_dict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    return stable_hash(config_to_dict(cfg))
+
+
+def stable_hash(raw: Any) -> str:
+    """Short sha256 of JSON-ready data, independent of key order (configs and parts of them)."""
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]

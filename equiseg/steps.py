@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from equiseg.config import EquisegConfig, config_hash, save_config
+from equiseg.provenance import git_commit
 
 logger = logging.getLogger(__name__)
 
@@ -109,25 +110,14 @@ class PreparedData:
 
 def prepare_data(cfg: EquisegConfig, *, source: str = "", ingest_root: str = "", run_id: str) -> PreparedData:
     """Generate the synthetic world (deterministic per seed) or ingest a real dataset into ``data.root``."""
-    from equiseg.data import generate_synthetic, ingest_dataset, read_manifest
+    from equiseg.data import generate_from_config, ingest_dataset, read_manifest
 
     source = source or cfg.data.source
     data_root = Path(cfg.data.root).resolve()
     step_dir = _step_dir(cfg, run_id, "data")
     with timed_step(step_dir.parent, "prepare_data"):
         if source == "synthetic":
-            manifest = generate_synthetic(
-                data_root,
-                samples=cfg.data.samples,
-                size=cfg.data.image_size,
-                modalities=cfg.data.modalities,
-                seed=cfg.data.seed,
-                conditions=cfg.data.conditions,
-                val_fraction=cfg.data.val_fraction,
-                test_fraction=cfg.data.test_fraction,
-                num_classes=cfg.data.num_classes,
-                progress=False,
-            )
+            manifest = generate_from_config(cfg.data, data_root)
         else:
             if not ingest_root:
                 raise ValueError(f"data source {source!r} needs --ingest-root pointing at the dataset's folder")
@@ -328,22 +318,6 @@ class TrainedCandidate:
     mlflow_run_id: str
     model_uri: str
     metrics: dict[str, float] = field(default_factory=dict)
-
-
-def git_commit(cwd: Path | None = None) -> str:
-    """The checked-out git commit, or ``unknown`` outside a git checkout (e.g. in a container)."""
-    import subprocess
-
-    env_commit = os.environ.get("EQUISEG_GIT_COMMIT")
-    if env_commit:
-        return env_commit
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 def lineage_tags(cfg: EquisegConfig, *, run_id: str, dataset_version: str) -> dict[str, str]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -43,6 +42,7 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BA
 from sqlalchemy.exc import OperationalError
 from torch import nn
 
+from equiseg import provenance
 from equiseg.config import EquisegConfig, TrackingConfig, config_hash, config_to_yaml, flatten_config
 
 __all__ = [
@@ -175,14 +175,8 @@ def load_model(model_uri: str, device: str | torch.device = "cpu") -> nn.Module:
     return wrapper.model.to(device).eval()
 
 
-def _git_commit(cwd: Path | None = None) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+def _known(commit: str) -> str | None:
+    return None if commit == "unknown" else commit
 
 
 class Tracker:
@@ -345,7 +339,7 @@ class Tracker:
         if commit is None:  # keep a commit the caller already tagged (e.g. the pipeline's), else detect it
             active = mlflow.active_run()
             existing = self.client.get_run(active.info.run_id).data.tags if active is not None else {}
-            commit = existing.get("equiseg.git_commit") or _git_commit()
+            commit = existing.get("equiseg.git_commit") or _known(provenance.git_commit())
         tags = {
             "equiseg.dataset_version": dataset_version,
             "equiseg.git_commit": commit,

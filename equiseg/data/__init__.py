@@ -27,6 +27,7 @@ from equiseg.data.synthetic import (
     SYNTHETIC_CLASS_SET,
     SYNTHETIC_MODALITIES,
     SyntheticClass,
+    generate_from_config,
     generate_synthetic,
 )
 from equiseg.data.validation import ValidationResult, drift_distances, validate_dataset
@@ -52,6 +53,7 @@ __all__ = [
     "collate_samples",
     "drift_distances",
     "dvc_dir_md5",
+    "generate_from_config",
     "generate_synthetic",
     "ingest_dataset",
     "list_formats",

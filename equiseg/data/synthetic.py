@@ -30,12 +30,16 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from equiseg.data.io import save_png
 from equiseg.data.manifest import MANIFEST_NAME, ManifestRow, rows_to_table, write_manifest
+
+if TYPE_CHECKING:
+    from equiseg.config import DataConfig
 
 __all__ = [
     "CLASS_NAMES",
@@ -44,6 +48,7 @@ __all__ = [
     "SYNTHETIC_CLASS_SET",
     "SYNTHETIC_MODALITIES",
     "SyntheticClass",
+    "generate_from_config",
     "generate_synthetic",
     "render_sample",
 ]
@@ -440,3 +445,19 @@ def generate_synthetic(
     manifest = write_manifest(table, out_dir / MANIFEST_NAME)
     logger.info("wrote %d synthetic samples (%d px, %s) to %s", samples, size, ",".join(modalities), out_dir)
     return manifest
+
+
+def generate_from_config(data: DataConfig, out_dir: Path, *, progress: bool = False) -> Path:
+    """:func:`generate_synthetic` with every setting taken from the ``data:`` section; returns the manifest path."""
+    return generate_synthetic(
+        out_dir,
+        samples=data.samples,
+        size=data.image_size,
+        modalities=data.modalities,
+        seed=data.seed,
+        conditions=data.conditions,
+        val_fraction=data.val_fraction,
+        test_fraction=data.test_fraction,
+        num_classes=data.num_classes,
+        progress=progress,
+    )

@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import os
-import subprocess
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from equiseg.config import ConfigError, EquisegConfig, config_hash, config_to_dict, save_config
+from equiseg.config import ConfigError, EquisegConfig, config_hash, config_to_dict, save_config, stable_hash
 from equiseg.experiments.stats import (
     Estimate,
     cell_replicates,
@@ -43,6 +43,7 @@ from equiseg.experiments.stats import (
     percentile_interval,
     seed_bootstrap,
 )
+from equiseg.provenance import git_commit
 from equiseg.robustness.result import RobustnessResult
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ __all__ = [
     "run_cell",
     "run_cells",
     "run_claim",
+    "score_run",
     "train_hash",
     "validate_experiment",
 ]
@@ -133,19 +135,13 @@ def train_hash(cfg: EquisegConfig) -> str:
     train = {k: v for k, v in raw["train"].items() if k not in ("output_dir", "checkpoint_every_steps")}
     if train.get("modality_dropout_mode") == "zero":  # the behaviour before the option existed: old runs still match
         del train["modality_dropout_mode"]
-    return _short_hash({"data": data, "model": raw["model"], "train": train})
+    return stable_hash({"data": data, "model": raw["model"], "train": train})
 
 
 def eval_hash(cfg: EquisegConfig) -> str:
     """Hash of what decides a run's scores given its weights: ``robustness:`` minus batching and report options."""
     raw = config_to_dict(cfg.robustness)
-    return _short_hash({k: v for k, v in raw.items() if k not in ("batch_size", "cache", "examples")})
-
-
-def _short_hash(raw: Any) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]
+    return stable_hash({k: v for k, v in raw.items() if k not in ("batch_size", "cache", "examples")})
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -218,7 +214,7 @@ def prepare_claim_data(cfg: EquisegConfig, *, progress: bool = True) -> tuple[Pa
 
     An existing dataset made from the same ``data:`` section is reused (``data/.data-hash``).
     """
-    from equiseg.data import generate_synthetic
+    from equiseg.data import generate_from_config
 
     if cfg.data.source != "synthetic":
         raise ConfigError(
@@ -226,22 +222,11 @@ def prepare_claim_data(cfg: EquisegConfig, *, progress: bool = True) -> tuple[Pa
         )
     root = Path(cfg.experiment.output_dir) / "data"
     stamp = root / ".data-hash"
-    wanted = _short_hash(config_to_dict(cfg.data))
+    wanted = stable_hash(config_to_dict(cfg.data))
     manifest = root / "manifest.parquet"
     if manifest.is_file() and stamp.is_file() and stamp.read_text().strip() == wanted:
         return manifest, root
-    manifest = generate_synthetic(
-        root,
-        samples=cfg.data.samples,
-        size=cfg.data.image_size,
-        modalities=cfg.data.modalities,
-        seed=cfg.data.seed,
-        conditions=cfg.data.conditions,
-        val_fraction=cfg.data.val_fraction,
-        test_fraction=cfg.data.test_fraction,
-        num_classes=cfg.data.num_classes,
-        progress=progress,
-    )
+    manifest = generate_from_config(cfg.data, root, progress=progress)
     stamp.write_text(wanted + "\n")
     return manifest, root
 
@@ -257,7 +242,7 @@ def run_cell(
     import torch
 
     from equiseg.data import make_loader
-    from equiseg.robustness.evaluate import evaluate_configured, resolve_device
+    from equiseg.robustness.evaluate import resolve_device
     from equiseg.training import load_model_from_checkpoint, train
 
     run_cfg = cell_config(cfg, model, seed)
@@ -272,7 +257,7 @@ def run_cell(
         (path / CELL_FILE).unlink()
         if not weights_match:
             logger.warning("%s was trained with another config; training it again", path)
-            _remove_tree(path / "train")
+            shutil.rmtree(path / "train", ignore_errors=True)
         else:
             logger.info("%s was scored with another robustness config; scoring it again", path)
             earlier_train_seconds = record.train_seconds
@@ -281,7 +266,7 @@ def run_cell(
 
         if train_hash(load_config(path / "train" / "config.yaml")) != train_hash(run_cfg):
             logger.warning("%s holds an unfinished run of another config; training it afresh", path)
-            _remove_tree(path / "train")
+            shutil.rmtree(path / "train", ignore_errors=True)
     started = time.perf_counter()
     result = train(
         run_cfg,
@@ -307,8 +292,37 @@ def run_cell(
         shuffle=False,
         num_workers=run_cfg.data.num_workers,
     )
+    return score_run(
+        run_cfg,
+        net,
+        loader,
+        device=device,
+        train_seconds=train_seconds,
+        best_epoch=int(result.metrics.get("best_epoch", -1)),
+        history=result.history,
+        progress=progress,
+    )
+
+
+def score_run(
+    run_cfg: EquisegConfig,
+    net: Any,
+    batches: Any,
+    *,
+    device: Any,
+    train_seconds: float,
+    best_epoch: int,
+    history: Sequence[Mapping[str, float]],
+    progress: bool = False,
+) -> CellRecord:
+    """Score a trained run with ``run_cfg.robustness`` and write its folder: ``robustness.json``, ``confusion.npz``
+    and, last, ``cell.json`` (so a folder with ``cell.json`` is always complete)."""
+    from equiseg.robustness.evaluate import evaluate_configured
+
+    path = Path(run_cfg.train.output_dir).parent
+    model, seed = run_cfg.model.name, run_cfg.train.seed
     started = time.perf_counter()  # scored in fp32 on every device, so degradations are computed identically
-    robustness = evaluate_configured(run_cfg, net, loader, device=device, progress=progress, keep_confusion=True)
+    robustness = evaluate_configured(run_cfg, net, batches, device=device, progress=progress, keep_confusion=True)
     eval_seconds = time.perf_counter() - started
     robustness.meta.update({"model": model, "seed": seed, "split": run_cfg.robustness.split})
     robustness.to_json(path / "robustness.json")
@@ -321,8 +335,8 @@ def run_cell(
         eval_hash=eval_hash(run_cfg),
         train_seconds=train_seconds,
         eval_seconds=eval_seconds,
-        best_epoch=int(result.metrics.get("best_epoch", -1)),
-        history=[{k: float(v) for k, v in h.items()} for h in result.history],
+        best_epoch=best_epoch,
+        history=[{k: float(v) for k, v in h.items()} for h in history],
         summary=robustness.summary_metrics(),
         device=str(device),
     )
@@ -550,35 +564,21 @@ def _outcomes(
     cfg: EquisegConfig, metrics: Mapping[str, Mapping[str, Estimate]], differences: Mapping[str, Mapping[str, Estimate]]
 ) -> list[ClaimOutcome]:
     ec = cfg.experiment
+
+    def at_least(name: str, other: str, diff: Estimate, threshold: float) -> ClaimOutcome:
+        """Met when the point estimate clears ``threshold``; confident when the whole CI does."""
+        requirement = f"{ec.candidate} - {other} >= {threshold:g}"
+        return ClaimOutcome(name, requirement, diff, threshold, diff.value >= threshold, diff.low >= threshold)
+
     out: list[ClaimOutcome] = []
     baselines = [m for m in differences if m != ec.ablation and "clean" in metrics[m]]
     if baselines:
         best = max(baselines, key=lambda m: metrics[m]["clean"].value)
-        diff = differences[best]["clean"]
-        out.append(
-            ClaimOutcome(
-                name=f"clean mIoU vs best baseline ({best})",
-                requirement=f"{ec.candidate} - {best} >= -{ec.clean_tolerance:g}",
-                estimate=diff,
-                threshold=-ec.clean_tolerance,
-                met=diff.value >= -ec.clean_tolerance,
-                confident=diff.low >= -ec.clean_tolerance,
-            )
-        )
+        name = f"clean mIoU vs best baseline ({best})"
+        out.append(at_least(name, best, differences[best]["clean"], -ec.clean_tolerance))
     for model, margin in ec.emm_margins.items():
-        if model not in differences or "emm_avg" not in differences[model]:
-            continue
-        diff = differences[model]["emm_avg"]
-        out.append(
-            ClaimOutcome(
-                name=f"EMM avg vs {model}",
-                requirement=f"{ec.candidate} - {model} >= {margin:g}",
-                estimate=diff,
-                threshold=margin,
-                met=diff.value >= margin,
-                confident=diff.low >= margin,
-            )
-        )
+        if model in differences and "emm_avg" in differences[model]:
+            out.append(at_least(f"EMM avg vs {model}", model, differences[model]["emm_avg"], margin))
     if ec.ablation and ec.ablation in differences and "emm_avg" in differences[ec.ablation]:
         diff = differences[ec.ablation]["emm_avg"]
         out.append(
@@ -634,7 +634,7 @@ def run_claim(
         {
             "profile": cfg.profile,
             "command": command,
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(mark_dirty=True),
             "config_hash": config_hash(cfg),
             "wall_seconds_this_invocation": time.perf_counter() - started,
             "train_seconds_total": math.fsum(r.train_seconds for r in records),
@@ -658,7 +658,8 @@ def _log_to_mlflow(
     tracker = Tracker(cfg.tracking, experiment=f"{cfg.tracking.experiment}-claim")
     with tracker.start_run(run_name=f"claim-{cfg.profile}", tags={"equiseg.kind": "claim-experiment"}) as parent_id:
         tracker.log_config(cfg)
-        tracker.set_lineage_tags(git_commit=analysis.meta.get("git_commit") or None)
+        commit = analysis.meta.get("git_commit")
+        tracker.set_lineage_tags(git_commit=commit if commit and commit != "unknown" else None)
         headline: dict[str, float] = {}
         for model, values in analysis.metrics.items():
             for key in ("clean", "emm_avg", "emm_min", "miou_c", "balance_ratio"):
@@ -718,20 +719,3 @@ def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
     os.replace(tmp, path)
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10).stdout
-        return out + ("-dirty" if dirty.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return ""

@@ -19,6 +19,7 @@ import numpy as np
 
 from equiseg.config import EquisegConfig
 from equiseg.experiments.stats import Estimate
+from equiseg.robustness.report import new_figure, save_figure
 
 if TYPE_CHECKING:
     from equiseg.experiments.claim import ClaimAnalysis
@@ -34,21 +35,6 @@ _MAIN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("miou_c", "mIoU_C"),
     ("balance_ratio", "balance"),
 )
-
-
-def _new_figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
-    return path
 
 
 def _colours(models: Sequence[str]) -> dict[str, Any]:
@@ -74,7 +60,7 @@ def _emm_figure(analysis: ClaimAnalysis, path: Path) -> Path:
     subsets = _subset_keys(analysis)
     models = analysis.models
     colours = _colours(models)
-    fig = _new_figure(max(7.0, 1.2 * len(subsets) + 2), 4.2)
+    fig = new_figure(max(7.0, 1.2 * len(subsets) + 2), 4.2)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(len(models), 1)
     x = np.arange(len(subsets))
@@ -96,7 +82,7 @@ def _emm_figure(analysis: ClaimAnalysis, path: Path) -> Path:
     ax.set_title("EMM: mIoU with only the listed modalities present (mean of seeds, 95% CI)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _heatmap_figure(analysis: ClaimAnalysis, path: Path) -> Path:
@@ -107,7 +93,7 @@ def _heatmap_figure(analysis: ClaimAnalysis, path: Path) -> Path:
     data = np.array(
         [[analysis.metrics[m][k].value if k in analysis.metrics[m] else math.nan for k, _ in columns] for m in models]
     )
-    fig = _new_figure(1.0 * len(columns) + 2.5, 0.5 * len(models) + 1.6)
+    fig = new_figure(1.0 * len(columns) + 2.5, 0.5 * len(models) + 1.6)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(data, cmap="viridis", aspect="auto", vmin=0, vmax=max(1.0, float(np.nanmax(data))))
     ax.set_xticks(range(len(columns)), [label for _, label in columns], rotation=35, ha="right")
@@ -126,13 +112,13 @@ def _heatmap_figure(analysis: ClaimAnalysis, path: Path) -> Path:
                 )
     fig.colorbar(image, ax=ax, label="mIoU (points)")
     ax.set_title("Robustness summary (mean of seeds)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _severity_figure(analysis: ClaimAnalysis, path: Path) -> Path:
     mods = analysis.modalities
     colours = _colours(analysis.models)
-    fig = _new_figure(4.0 * len(mods), 3.4)
+    fig = new_figure(4.0 * len(mods), 3.4)
     for j, modality in enumerate(mods):
         ax = fig.add_subplot(1, len(mods), j + 1)
         for model in analysis.models:
@@ -150,12 +136,12 @@ def _severity_figure(analysis: ClaimAnalysis, path: Path) -> Path:
             ax.set_ylabel("mIoU, mean over degradations")
         ax.grid(alpha=0.3)
     fig.axes[-1].legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _difference_figure(analysis: ClaimAnalysis, cfg: EquisegConfig, path: Path) -> Path:
     others = list(analysis.differences)
-    fig = _new_figure(8.0, 0.45 * len(others) * 2 + 1.5)
+    fig = new_figure(8.0, 0.45 * len(others) * 2 + 1.5)
     ax = fig.add_subplot(1, 1, 1)
     rows: list[tuple[str, Estimate, str]] = []
     for model in others:
@@ -178,12 +164,12 @@ def _difference_figure(analysis: ClaimAnalysis, cfg: EquisegConfig, path: Path) 
     ax.invert_yaxis()
     ax.set_xlabel(f"{analysis.candidate} minus other model (mIoU points; red: target margin)")
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _curves_figure(analysis: ClaimAnalysis, path: Path) -> Path:
     colours = _colours(analysis.models)
-    fig = _new_figure(11.0, 3.4)
+    fig = new_figure(11.0, 3.4)
     panels = (("train_loss", "training loss"), ("clean_miou", "val clean mIoU"), ("emm_avg", "val EMM avg"))
     for j, (key, title) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), j + 1)
@@ -203,7 +189,7 @@ def _curves_figure(analysis: ClaimAnalysis, path: Path) -> Path:
     labelled = [ax for ax in fig.axes if ax.lines]
     if labelled:
         labelled[-1].legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_claim_figures(analysis: ClaimAnalysis, cfg: EquisegConfig, folder: Path) -> dict[str, Path]:

@@ -47,10 +47,6 @@ class Estimate:
     low: float
     high: float
 
-    def excludes(self, threshold: float = 0.0) -> bool:
-        """True when the whole interval lies above ``threshold``."""
-        return self.low > threshold
-
     def to_dict(self) -> dict[str, float]:
         return {"value": self.value, "low": self.low, "high": self.high}
 

@@ -43,19 +43,22 @@ def evaluate_configured(
     device: str | torch.device = "cpu",
     progress: bool = False,
     keep_confusion: bool = False,
+    modalities: tuple[str, ...] | None = None,
+    num_classes: int | None = None,
 ) -> RobustnessResult:
     """:func:`evaluate_robustness` with the suite, seed, severities, statistics, missing-modality mode and batch
     cache of ``cfg.robustness``.
 
     The one place that maps the config onto the runner, so that the pipeline's robustness step, the gate (which
-    scores candidate and champion) and the claim experiment always evaluate the same way.
+    scores candidate and champion), ``equiseg evaluate`` and the claim experiment always evaluate the same way.
+    ``modalities`` and ``num_classes`` default to ``cfg.data``'s (a stored model may carry its own).
     """
     rc = cfg.robustness
     return evaluate_robustness(
         model,
         batches,
-        num_classes=cfg.data.num_classes,
-        modalities=cfg.data.modalities,
+        num_classes=num_classes or cfg.data.num_classes,
+        modalities=modalities or cfg.data.modalities,
         suite=rc.suite,
         seed=rc.seed,
         device=device,
@@ -149,22 +152,8 @@ def evaluate_stored_model(
         shuffle=False,
         num_workers=cfg.data.num_workers,
     )
-    result = evaluate_robustness(
-        model,
-        loader,
-        num_classes=num_classes,
-        modalities=modalities,
-        suite=rc.suite,
-        seed=rc.seed,
-        device=dev,
-        ignore_index=cfg.data.ignore_index,
-        severities=rc.severities,
-        bootstrap_samples=rc.bootstrap_samples,
-        ci_level=rc.ci_level,
-        absent_as_zero=rc.miou_absent_as_zero,
-        progress=progress,
-        missing=rc.missing,
-        cache=rc.cache,
+    result = evaluate_configured(
+        cfg, model, loader, device=dev, progress=progress, modalities=modalities, num_classes=num_classes
     )
     result.meta["model"] = model_ref
     result.meta["manifest"] = str(manifest)

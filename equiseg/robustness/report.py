@@ -29,7 +29,7 @@ from equiseg.modalities import to_unit
 from equiseg.robustness.result import RobustnessResult, SliceResult
 from equiseg.robustness.runner import model_logits, plan_suite, slice_seed
 
-__all__ = ["PredictionExample", "collect_examples", "write_robustness_report"]
+__all__ = ["PredictionExample", "collect_examples", "new_figure", "save_figure", "write_robustness_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,8 @@ def collect_examples(
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _new_figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib figure on its own Agg canvas (no pyplot state, no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -137,7 +138,8 @@ def _new_figure(width: float, height: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write ``fig`` as a tightly cropped PNG; returns ``path``."""
     fig.savefig(path, format="png", bbox_inches="tight")
     return path
 
@@ -156,7 +158,7 @@ def _heatmap(result: RobustnessResult, path: Path) -> Path | None:
         values[r, 0] = clean
         for c, s in enumerate(severities):
             values[r, c + 1] = matrix[m][d].get(str(s), np.nan)
-    fig = _new_figure(1.2 + 0.75 * (len(severities) + 1), 0.8 + 0.32 * len(rows))
+    fig = new_figure(1.2 + 0.75 * (len(severities) + 1), 0.8 + 0.32 * len(rows))
     ax = fig.add_subplot(1, 1, 1)
     vmax = max(1.0, float(np.nanmax(values)))
     image = ax.imshow(values, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
@@ -169,7 +171,7 @@ def _heatmap(result: RobustnessResult, path: Path) -> Path | None:
                 ax.text(c, r, f"{values[r, c]:.1f}", ha="center", va="center", fontsize=7, color=colour)
     ax.set_title("mIoU under corruption (modality / degradation x severity)")
     fig.colorbar(image, ax=ax, label="mIoU")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _emm_bars(result: RobustnessResult, path: Path) -> Path | None:
@@ -181,7 +183,7 @@ def _emm_bars(result: RobustnessResult, path: Path) -> Path | None:
     values = np.array([s.miou for s in bars])
     low = np.array([s.ci_low if not math.isnan(s.ci_low) else s.miou for s in bars])
     high = np.array([s.ci_high if not math.isnan(s.ci_high) else s.miou for s in bars])
-    fig = _new_figure(1.5 + 0.55 * len(bars), 3.6)
+    fig = new_figure(1.5 + 0.55 * len(bars), 3.6)
     ax = fig.add_subplot(1, 1, 1)
     ax.bar(range(len(bars)), values, yerr=np.vstack([values - low, high - values]), color="#4c72b0", capsize=3)
     avg = result.aggregates["emm"]["avg"]
@@ -191,7 +193,7 @@ def _emm_bars(result: RobustnessResult, path: Path) -> Path | None:
     ax.set_title("Entire-missing modality: kept subsets (95% bootstrap CI)")
     ax.set_ylim(0, max(1.0, float(high.max())) * 1.15)
     ax.legend(loc="upper right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _label_colours(num_classes: int) -> NDArray[np.float64]:
@@ -213,7 +215,7 @@ def _example_grid(examples: Sequence[PredictionExample], num_classes: int, path:
         return None
     names = list(examples[0].predictions)
     cols = 2 + len(names)
-    fig = _new_figure(1.9 * cols, 1.9 * len(examples))
+    fig = new_figure(1.9 * cols, 1.9 * len(examples))
     colours = _label_colours(num_classes)
     for r, ex in enumerate(examples):
         panels = [("input", ex.image), ("label", _colourise(ex.label, colours))]
@@ -228,7 +230,7 @@ def _example_grid(examples: Sequence[PredictionExample], num_classes: int, path:
             if c == 0:
                 tags = ",".join(ex.conditions) or "-"
                 ax.set_ylabel(f"{ex.sample_id}\n[{tags}]", fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------------------------------------------------

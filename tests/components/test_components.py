@@ -36,19 +36,13 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
     """A working directory plus a namespace where each test leaves the artifacts it produced."""
     workdir = tmp_path_factory.mktemp("components")
     previous = Path.cwd()
-    # The steps point MLflow's global URIs (and so $MLFLOW_TRACKING_URI / $MLFLOW_REGISTRY_URI) at this folder's
-    # store; restore them so later tests, and the subprocesses they start, do not inherit it.
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    # (MLflow's global URIs, which the steps point at this folder's store, are restored after every test by the
+    # autouse fixture in tests/conftest.py)
     os.chdir(workdir)
     try:
         yield SimpleNamespace(workdir=workdir, artifacts={})
     finally:
         os.chdir(previous)
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _artifact(cls: type, workdir: Path, name: str) -> Any:

@@ -19,10 +19,9 @@ from click.testing import CliRunner
 from equiseg.cli.main import cli
 from equiseg.config import ConfigError, EquisegConfig, load_config
 from equiseg.experiments import analyse, load_cells, validate_experiment
-from equiseg.experiments.claim import CELL_FILE, CellRecord, cell_config, eval_hash, train_hash
+from equiseg.experiments.claim import CellRecord, cell_config, eval_hash, score_run, train_hash
 from equiseg.experiments.report import update_document, write_claim_report
 from equiseg.experiments.stats import cell_replicates, headline_metrics, image_weights, seed_bootstrap
-from equiseg.robustness import evaluate_robustness
 from equiseg.robustness.metrics import miou
 from equiseg.robustness.result import RobustnessResult
 
@@ -83,43 +82,16 @@ def _experiment_config(out: Path, models: tuple[str, ...] = (BALANCED, DOMINANT)
             f"data.num_classes={NUM_CLASSES}",
             "robustness.suite=quick",
             "robustness.missing=zero",
+            "robustness.bootstrap_samples=0",
         ],
     )
 
 
 def _write_run(cfg: EquisegConfig, model: str, seed: int, net: torch.nn.Module) -> CellRecord:
-    """Score ``net`` and write the run folder as ``run_cell`` does."""
+    """Score ``net`` and write the run folder exactly as ``run_cell`` does after training."""
+    history = [{"epoch": 1.0, "train_loss": 1.0}]
     run_cfg = cell_config(cfg, model, seed)
-    result = evaluate_robustness(
-        net,
-        _batches(),
-        num_classes=NUM_CLASSES,
-        modalities=MODALITIES,
-        suite="quick",
-        seed=0,
-        bootstrap_samples=0,
-        progress=False,
-        missing="zero",
-        keep_confusion=True,
-    )
-    path = Path(run_cfg.train.output_dir).parent
-    result.to_json(path / "robustness.json")
-    result.save_confusion(path / "confusion.npz")
-    record = CellRecord(
-        model=model,
-        seed=seed,
-        path=path,
-        train_hash=train_hash(run_cfg),
-        eval_hash=eval_hash(run_cfg),
-        train_seconds=1.0,
-        eval_seconds=1.0,
-        best_epoch=1,
-        history=[{"epoch": 1.0, "train_loss": 1.0, "clean_miou": result.clean_miou}],
-        summary=result.summary_metrics(),
-        device="cpu",
-    )
-    (path / CELL_FILE).write_text(json.dumps(record.to_dict()))
-    return record
+    return score_run(run_cfg, net, _batches(), device="cpu", train_seconds=1.0, best_epoch=1, history=history)
 
 
 @pytest.fixture
