@@ -1,4 +1,4 @@
-"""Data-layer benchmarks (issue 3). Every figure is a ratio against a baseline measured in the same run.
+"""Data-layer benchmarks. Every figure is a ratio against a baseline measured in the same run.
 
 1. Synthetic generation samples/s at 128² and 256² (rgb, depth, thermal; one process), against the issue's target
    of 50 samples/s and against the bare PNG encoding of the same arrays (the floor any generator pays).

@@ -1,4 +1,4 @@
-"""Benchmarks of the model registry (issue 4; results in docs/model.md).
+"""Benchmarks of the model registry (results in docs/model.md).
 
 1. ``sizes``: params and GFLOPs of every registered b0/b1/b2 model at 512x512 with 2 (RGB-D) and 4 (RGB-D-E-L)
    modalities, beside the published peers.

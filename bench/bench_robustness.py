@@ -1,4 +1,4 @@
-"""Benchmarks of the robustness runner and degradations (issue 5; results in docs/robustness.md).
+"""Benchmarks of the robustness runner and degradations (results in docs/robustness.md).
 
 1. ``suite``: time spent degrading inputs / time spent in model inference, over the quick and the full suite, for
    ``equiseg_tiny`` (or a small conv net if the model registry is unavailable) on synthetic RGB-D-T batches. The

@@ -1,4 +1,4 @@
-"""CPU training throughput of the training loop per registered model (issue 6; results in docs/training.md).
+"""CPU training throughput of the training loop per registered model (results in docs/training.md).
 
 For each profile (``smoke``: 64 px, batch 4; ``cpu``: 128 px, batch 8) and each model family at the profile's
 variant, two numbers measured in the same run, interleaved:

@@ -1,4 +1,4 @@
-"""One-shot GPU check of the training step (issue 6): throughput, peak memory, MFU and a loss-decrease sanity check.
+"""One-shot GPU check of the training step: throughput, peak memory, MFU and a loss-decrease sanity check.
 
 Runs from a plain checkout with only torch, timm, numpy and pyarrow installed (``PYTHONPATH=. python
 bench/gpu_check.py``): it imports ``equiseg.models`` and ``equiseg.training.losses`` only, and makes its own

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One lent-GPU session, prepared to run once (issue 6's GPU check + issue 9's claim-gpu cells).
+# One lent-GPU session, prepared to run once (the GPU check + the claim-gpu cells).
 #
 # Runs from a plain checkout on a bare GPU box (torch, timm, numpy, pyarrow; no mlflow, kfp or click):
 #   1. bench/gpu_check.py: bf16 training throughput, peak memory, MFU and an overfit sanity check (equiseg_b2, 512²);
