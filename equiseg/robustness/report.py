@@ -96,7 +96,7 @@ def _example_grid(examples: Sequence[PredictionExample], num_classes: int, path:
     fig = new_figure(1.9 * cols, 1.9 * len(examples))
     colours = label_colours(num_classes)
     for r, ex in enumerate(examples):
-        panels = [("input", ex.image), ("label", colourise(ex.label, colours))]
+        panels: list[tuple[str, np.ndarray]] = [("input", ex.image), ("label", colourise(ex.label, colours))]
         panels += [(n, colourise(ex.predictions[n], colours)) for n in names if n in ex.predictions]
         for c, (title, image) in enumerate(panels):
             ax = fig.add_subplot(len(examples), cols, r * cols + c + 1)

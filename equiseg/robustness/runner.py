@@ -59,8 +59,10 @@ def _missing_mode(model: Model, missing: str) -> Literal["zero", "drop"]:
     """The EMM mode for ``missing`` = ``auto | zero | drop`` (module docstring)."""
     if missing == "auto":
         return "drop" if getattr(model, "supports_missing_modalities", False) else "zero"
-    if missing == "zero" or missing == "drop":
-        return missing
+    if missing == "zero":
+        return "zero"
+    if missing == "drop":
+        return "drop"
     raise ValueError(f"missing must be 'auto', 'zero' or 'drop', got {missing!r}")
 
 
