@@ -303,3 +303,28 @@ def test_feature_info_describes_forward_features(name: str, modalities: tuple[st
     for info, feat, seen in zip(model.feature_info, feats, captured, strict=True):
         assert feat.shape == (2, info["num_chs"], SIZE // info["reduction"], SIZE // info["reduction"])
         torch.testing.assert_close(feat, seen, rtol=0, atol=0)
+
+
+# Top-level state-dict prefixes of every family: checkpoints saved by earlier versions must keep loading.
+STATE_PREFIXES = {
+    "equiseg_tiny": {"encoders", "cmtb", "selection", "decoder", "sgm"},
+    "equiseg_nosgm_tiny": {"encoders", "cmtb", "selection", "decoder"},
+    "segformer_rgb_tiny": {"encoder", "decoder"},
+    "early_fusion_tiny": {"encoder", "decoder"},
+    "cmnext_like_tiny": {"rgb", "aux", "hubs", "fusions", "decoder"},
+    "mean_fusion_tiny": {"encoders", "decoder"},
+}
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_state_dict_layout_is_stable(name: str) -> None:
+    keys = build(name, ("rgb", "depth")).state_dict()
+    assert {key.split(".")[0] for key in keys} == STATE_PREFIXES[name]
+    branch = "rgb.patch_embed.proj.weight" if name == "cmnext_like_tiny" else None
+    if name in ("segformer_rgb_tiny", "early_fusion_tiny"):
+        branch = "encoder.stages.3.blocks.0.mlp.fc1.weight"
+    elif name.startswith("equiseg"):
+        branch = "encoders.branches.depth.stages.0.blocks.0.attn.q.weight"
+    elif name == "mean_fusion_tiny":
+        branch = "encoders.stems.depth.proj.weight"
+    assert branch in keys
