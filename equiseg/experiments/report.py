@@ -19,7 +19,7 @@ import numpy as np
 
 from equiseg.config import EquisegConfig
 from equiseg.experiments.stats import Estimate
-from equiseg.robustness.report import new_figure, save_figure
+from equiseg.figures import new_figure, save_figure
 
 if TYPE_CHECKING:
     from equiseg.experiments.claim import ClaimAnalysis

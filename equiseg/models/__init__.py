@@ -1,4 +1,8 @@
-"""EQUISeg and its baselines behind one registry (docs/model.md; contract in docs/design.md, "Models").
+"""EQUISeg and its baselines behind one model registry (docs/model.md; contract in docs/design.md, "Models").
+
+One module per architecture (``equiseg_model``, ``segformer_rgb``, ``early_fusion``, ``cmnext_like``,
+``mean_fusion``), each a :class:`SegmentationModel` that builds its encoder, fusion and decoder; ``forward``,
+``forward_features`` and ``feature_info`` are shared.
 
 >>> from equiseg.models import create_model
 >>> model = create_model("equiseg_tiny", num_classes=8, modalities=("rgb", "depth"))
@@ -11,7 +15,7 @@ This package imports neither mlflow nor kfp: it runs where only torch, timm and 
 
 from __future__ import annotations
 
-from equiseg.models.base import SegmentationModel, SegmentationOutput
+from equiseg.models.base import FusedFeatures, SegmentationModel, SegmentationOutput
 from equiseg.models.encoder import VARIANTS
 from equiseg.models.registry import (
     COMMON_OVERRIDES,
@@ -26,6 +30,7 @@ __all__ = [
     "COMMON_OVERRIDES",
     "FAMILIES",
     "VARIANTS",
+    "FusedFeatures",
     "SegmentationModel",
     "SegmentationOutput",
     "create_model",

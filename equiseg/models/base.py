@@ -1,8 +1,9 @@
-"""Output dataclass and the input contract shared by every registered model (docs/design.md, "Models").
+"""The base model, its output dataclass and the input contract shared by every registered model (docs/model.md).
 
 Every model takes ``inputs: Mapping[str, Tensor]`` holding any non-empty subset of the modalities it was built with,
 each a normalised ``(B, C, H, W)`` float tensor (``equiseg.modalities``: zero means "missing"), and returns a
-:class:`SegmentationOutput`.
+:class:`SegmentationOutput`. :class:`SegmentationModel` writes ``forward`` once: check the inputs, encode and fuse
+(the subclass's :meth:`~SegmentationModel.encode`), decode, resize to the input, add the training-only losses.
 """
 
 from __future__ import annotations
@@ -12,11 +13,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from equiseg.modalities import channels_of
 
-__all__ = ["SegmentationModel", "SegmentationOutput", "resolve_in_chans"]
+__all__ = [
+    "FusedFeatures",
+    "SegmentationModel",
+    "SegmentationOutput",
+    "require_rgb",
+    "resolve_in_chans",
+    "stage_feature_info",
+    "uniform_weights",
+]
 
 
 @dataclass
@@ -59,15 +69,54 @@ def resolve_in_chans(modalities: Sequence[str], in_chans: Mapping[str, int] | No
     return resolved
 
 
-class SegmentationModel(nn.Module):
-    """Base class: remembers how it was built and checks the ``inputs`` mapping against the contract.
+@dataclass
+class FusedFeatures:
+    """What a model's encoder and fusion hand to its decoder (:meth:`SegmentationModel.encode`).
 
-    Subclasses implement :meth:`forward` and call :meth:`check_inputs` first. ``supports_missing_modalities`` is
-    True for models that fuse only the modalities present (absent ones may be left out of ``inputs``) and False for
-    those that zero-fill them internally; ``equiseg.robustness`` reads it to pick the EMM protocol.
+    Attributes:
+        stages: the four fused maps ``(B, C_i, H/2^(i+2), W/2^(i+2))`` the decoder reads (``feature_info`` order).
+        modality_weights: as :attr:`SegmentationOutput.modality_weights`.
+        per_modality: per stage, the branch outputs ``{modality: (B, C_i, h_i, w_i)}`` of the present modalities
+            (what the SGM reads); empty for models without per-modality branches at every stage.
+    """
+
+    stages: list[Tensor]
+    modality_weights: dict[str, Tensor] = field(default_factory=dict)
+    per_modality: list[dict[str, Tensor]] = field(default_factory=list)
+
+
+def stage_feature_info(embed_dims: Sequence[int], module: str) -> list[dict[str, Any]]:
+    """timm-style ``feature_info`` of the four fused stages: ``module`` is a format string with ``{}`` = index."""
+    return [
+        {"num_chs": int(dim), "reduction": 4 * 2**index, "module": module.format(index)}
+        for index, dim in enumerate(embed_dims)
+    ]
+
+
+def require_rgb(model_name: str, modalities: Sequence[str]) -> None:
+    """Raise for a model built around an RGB branch when ``modalities`` has no ``"rgb"``."""
+    if "rgb" not in modalities:
+        raise ValueError(
+            f"{model_name} is built around an RGB branch, but modalities {list(modalities)} have no 'rgb'; "
+            "add 'rgb' or choose a symmetric model (equiseg_*, mean_fusion_*, early_fusion_*)"
+        )
+
+
+class SegmentationModel(nn.Module):
+    """Base class: ``forward`` composes encoder + fusion (:meth:`encode`), the decoder and the auxiliary losses.
+
+    As in segmentation_models_pytorch's ``SegmentationModel``, ``forward`` is written once here; a subclass builds
+    its modules, sets ``self.decoder`` (four maps -> ``(B, K, H/4, W/4)`` logits) and ``self.feature_info``, and
+    implements :meth:`encode`. Models with training-only losses override :meth:`auxiliary_losses`.
+    ``supports_missing_modalities`` is True for models that fuse only the modalities present (absent ones may be
+    left out of ``inputs``) and False for those that zero-fill them internally; ``equiseg.robustness`` reads it to
+    pick the EMM protocol.
     """
 
     supports_missing_modalities: bool = False
+    decoder: nn.Module
+    #: timm-style description of the fused stages fed to the decoder: ``num_chs``, ``reduction``, ``module``.
+    feature_info: list[dict[str, Any]]
 
     def __init__(
         self,
@@ -91,6 +140,30 @@ class SegmentationModel(nn.Module):
             "in_chans": dict(self.in_chans),
             **dict(build_kwargs),
         }
+
+    def encode(self, inputs: Mapping[str, Tensor], present: list[str]) -> FusedFeatures:
+        """Encoder and fusion: checked ``inputs`` (``present`` in ``self.modalities`` order) -> fused features."""
+        raise NotImplementedError(f"{type(self).__name__} must implement encode(inputs, present)")
+
+    def auxiliary_losses(self, features: FusedFeatures, labels: Tensor, size: tuple[int, int]) -> dict[str, Tensor]:
+        """Weighted training-only loss terms from ``features`` and ``(B, H, W)`` labels; none by default."""
+        return {}
+
+    def forward_features(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
+        """The four fused maps the decoder reads, shaped as :attr:`feature_info` says."""
+        present, *_ = self.check_inputs(inputs)
+        return self.encode(inputs, present).stages
+
+    def forward(self, inputs: Mapping[str, Tensor], labels: Tensor | None = None) -> SegmentationOutput:
+        """Segment ``inputs`` (any non-empty subset of ``self.modalities``); ``labels`` only feed training losses."""
+        present, _, height, width = self.check_inputs(inputs)
+        features = self.encode(inputs, present)
+        logits = self.decoder(features.stages)  # (B, K, H/4, W/4)
+        logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        aux: dict[str, Tensor] = {}
+        if self.training and labels is not None:
+            aux = self.auxiliary_losses(features, labels, (height, width))
+        return SegmentationOutput(logits=logits, aux_losses=aux, modality_weights=features.modality_weights)
 
     def check_inputs(self, inputs: Mapping[str, Tensor]) -> tuple[list[str], int, int, int]:
         """Validate ``inputs``; return the present modalities (in ``self.modalities`` order), batch, height, width.

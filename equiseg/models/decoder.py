@@ -1,4 +1,4 @@
-"""SegFormer's all-MLP decoder (Xie et al., arXiv 2105.15203, §3.2, Eq. 4)."""
+"""SegFormer's all-MLP decoder (Xie et al., arXiv 2105.15203)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class SegFormerHead(nn.Module):
 
     def __init__(self, in_dims: Sequence[int], decoder_dim: int, num_classes: int, dropout: float = 0.1) -> None:
         super().__init__()
-        # A 1x1 conv is the per-pixel linear layer of Eq. 4 without the reshape round trip.
+        # A 1x1 conv is the per-pixel linear layer of the all-MLP head without the reshape round trip.
         self.project = nn.ModuleList(nn.Conv2d(dim, decoder_dim, 1) for dim in in_dims)
         self.fuse = nn.Sequential(
             nn.Conv2d(decoder_dim * len(in_dims), decoder_dim, 1, bias=False),

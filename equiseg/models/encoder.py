@@ -1,9 +1,12 @@
-"""MiT-style four-stage encoder branches built from timm's ``pvt_v2`` (SegFormer, arXiv 2105.15203, §3.1).
+"""MiT-style four-stage encoder branches built from timm's ``pvt_v2`` (SegFormer, arXiv 2105.15203).
 
 PVTv2 (arXiv 2106.13797) with ``mlp_ratios=(4, 4, 4, 4)`` is architecturally SegFormer's Mix Transformer (MiT):
 overlapping patch embeddings, spatial-reduction self-attention and a Mix-FFN with a depth-wise 3x3 conv. We reuse
-timm's ``PyramidVisionTransformerV2`` (``pretrained=False``: no weights are downloaded) and only take its
-``patch_embed`` and ``stages``, so one branch per modality can be run stage by stage and fused in between.
+timm's ``PyramidVisionTransformerV2`` (``pretrained=False``: no weights are downloaded) and keep the two parts its
+``feature_info`` names, ``patch_embed`` and ``stages.<i>``, so one branch per modality can be run stage by stage
+and fused in between. A whole stage runs through timm's own stage forward; only the CMTB, which puts
+cross-attention inside a stage's last block, opens a stage up (:func:`enter_stage`, :func:`attention_half`,
+:func:`mlp_half`, :func:`leave_stage`). ``tests/model/test_encoder_parity.py`` checks both against timm.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ __all__ = [
     "EncoderSpec",
     "MiTBranch",
     "ModalityEncoders",
+    "attention_half",
+    "enter_stage",
     "init_stem_bias",
+    "leave_stage",
+    "mlp_half",
     "stage_drop_path_rates",
 ]
 
@@ -71,6 +78,31 @@ def init_stem_bias(proj: nn.Conv2d) -> None:
         nn.init.normal_(proj.bias, 0.0, STEM_BIAS_STD)
 
 
+def enter_stage(stage: PyramidVisionTransformerStage, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+    """A stage's downsampling: ``(B, C_prev, H, W)`` or stem tokens ``(B, h, w, C)`` -> ``(B, h*w, C)``, ``(h, w)``."""
+    if stage.downsample is not None:
+        x = stage.downsample(x)  # (B, C_prev, H, W) -> (B, h, w, C)
+    batch, height, width, dim = x.shape
+    return x.reshape(batch, -1, dim), (height, width)
+
+
+def attention_half(block: Block, tokens: Tensor, size: tuple[int, int]) -> Tensor:
+    """First residual half of a timm ``pvt_v2`` block: SR self-attention."""
+    return tokens + block.drop_path1(block.attn(block.norm1(tokens), size))
+
+
+def mlp_half(block: Block, tokens: Tensor, size: tuple[int, int]) -> Tensor:
+    """Second residual half of a timm ``pvt_v2`` block: Mix-FFN."""
+    return tokens + block.drop_path2(block.mlp(block.norm2(tokens), size))
+
+
+def leave_stage(stage: PyramidVisionTransformerStage, tokens: Tensor, size: tuple[int, int]) -> Tensor:
+    """A stage's final norm: ``(B, h*w, C)`` -> ``(B, C, h, w)``."""
+    tokens = stage.norm(tokens)
+    batch, _, dim = tokens.shape
+    return tokens.reshape(batch, size[0], size[1], dim).permute(0, 3, 1, 2).contiguous()
+
+
 class MiTBranch(nn.Module):
     """One four-stage MiT encoder (timm ``pvt_v2`` with MLP ratio 4), usable stage by stage.
 
@@ -92,11 +124,15 @@ class MiTBranch(nn.Module):
             drop_path_rate=drop_path_rate,
         )
         # in_chans=None: stages only (the stems live elsewhere, one per modality).
-        self.patch_embed: nn.Module | None = timm_model.patch_embed if in_chans is not None else None
+        self.patch_embed: OverlapPatchEmbed | None = timm_model.patch_embed if in_chans is not None else None
         if self.patch_embed is not None:
-            init_stem_bias(typing.cast(nn.Conv2d, self.patch_embed.proj))
+            init_stem_bias(self.patch_embed.proj)
         self.stages = timm_model.stages
         self.embed_dims = spec.embed_dims
+        self.feature_info: list[dict[str, object]] = list(timm_model.feature_info)
+
+    def _stage(self, index: int) -> PyramidVisionTransformerStage:
+        return typing.cast(PyramidVisionTransformerStage, self.stages[index])
 
     def stem(self, x: Tensor) -> Tensor:
         """Overlapping 7x7/4 patch embedding: ``(B, C_in, H, W)`` -> ``(B, H/4, W/4, C1)``."""
@@ -106,36 +142,26 @@ class MiTBranch(nn.Module):
         return out
 
     def stage(self, index: int, x: Tensor) -> Tensor:
-        """Run stage ``index``; returns ``(B, C_index, h, w)`` (same result as timm's stage forward)."""
-        tokens, size = self.stage_before_cross(index, x)
-        return self.stage_after_cross(index, tokens, size)
+        """Run stage ``index`` through timm's stage forward; returns ``(B, C_index, h, w)``."""
+        out: Tensor = self.stages[index](x)
+        return out
 
     def stage_before_cross(self, index: int, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """Stage ``index`` up to and including the last block's SR self-attention.
 
         Returns tokens ``(B, h*w, C)`` and ``(h, w)``; the CMTB's cross-attention goes here, before the last block's
-        Mix-FFN (:meth:`stage_after_cross`).
+        Mix-FFN (:meth:`stage_after_cross`). Both together equal :meth:`stage` when nothing is done in between.
         """
-        stage = typing.cast(PyramidVisionTransformerStage, self.stages[index])
-        if stage.downsample is not None:
-            x = stage.downsample(x)  # (B, C_prev, H, W) -> (B, h, w, C)
-        batch, height, width, dim = x.shape
-        size = (height, width)
-        tokens = x.reshape(batch, -1, dim)  # (B, h*w, C)
+        stage = self._stage(index)
+        tokens, size = enter_stage(stage, x)
         for block in stage.blocks[:-1]:
             tokens = block(tokens, size)
-        last = typing.cast(Block, stage.blocks[-1])
-        tokens = tokens + last.drop_path1(last.attn(last.norm1(tokens), size))
-        return tokens, size
+        return attention_half(typing.cast(Block, stage.blocks[-1]), tokens, size), size
 
     def stage_after_cross(self, index: int, tokens: Tensor, size: tuple[int, int]) -> Tensor:
         """The last block's Mix-FFN and the stage norm: ``(B, h*w, C)`` -> ``(B, C, h, w)``."""
-        stage = typing.cast(PyramidVisionTransformerStage, self.stages[index])
-        last = typing.cast(Block, stage.blocks[-1])
-        tokens = tokens + last.drop_path2(last.mlp(last.norm2(tokens), size))
-        tokens = stage.norm(tokens)
-        batch, _, dim = tokens.shape
-        return tokens.reshape(batch, size[0], size[1], dim).permute(0, 3, 1, 2).contiguous()
+        stage = self._stage(index)
+        return leave_stage(stage, mlp_half(typing.cast(Block, stage.blocks[-1]), tokens, size), size)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """All four stage outputs of one image batch."""
@@ -144,8 +170,8 @@ class MiTBranch(nn.Module):
     def forward_from_stem(self, h: Tensor) -> list[Tensor]:
         """All four stage outputs from stem tokens ``(B, H/4, W/4, C1)``."""
         feats: list[Tensor] = []
-        for index in range(len(self.stages)):
-            h = self.stage(index, h)
+        for stage in self.stages:
+            h = stage(h)
             feats.append(h)
         return feats
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from equiseg.models.base import SegmentationModel, SegmentationOutput
+from equiseg.models.base import FusedFeatures, SegmentationModel, stage_feature_info
 from equiseg.models.cmtb import CrossModalAttention
 from equiseg.models.decoder import SegFormerHead
 from equiseg.models.encoder import EncoderSpec, ModalityEncoders, stage_drop_path_rates
@@ -75,14 +74,12 @@ class EQUISeg(SegmentationModel):
             if use_sgm
             else None
         )
+        self.feature_info = stage_feature_info(spec.embed_dims, "selection.{}")
 
-    def forward(self, inputs: Mapping[str, Tensor], labels: Tensor | None = None) -> SegmentationOutput:
-        """Segment the present modalities; SGM losses only in training mode with ``labels`` ``(B, H, W)``."""
-        present, _, height, width = self.check_inputs(inputs)
+    def encode(self, inputs: Mapping[str, Tensor], present: list[str]) -> FusedFeatures:
+        """Branches of the present modalities, a CMTB inside every stage, hierarchical selection for the decoder."""
         feats = self.encoders.stem({name: inputs[name] for name in present})  # {m: (B, H/4, W/4, C1)}
-        fused: list[Tensor] = []
-        stage_feats: list[dict[str, Tensor]] = []
-        weights: dict[str, Tensor] = {}
+        out = FusedFeatures(stages=[])
         logits_prev: Tensor | None = None
         for index, (cmtb, select) in enumerate(zip(self.cmtb, self.selection, strict=True)):
             # CMTB: SR self-attention within each modality -> cross-modal attention -> Mix-FFN (+ stage norm).
@@ -90,15 +87,17 @@ class EQUISeg(SegmentationModel):
             tokens = cmtb(tokens, size)
             feats = self.encoders.stage_after_cross(index, tokens, size)  # {m: (B, C_i, h_i, w_i)}
             stage_fused, stage_weights, logits_prev = select(feats, logits_prev)
-            fused.append(stage_fused)
-            stage_feats.append(feats)
-            weights[f"stage{index + 1}"] = stage_weights
-        logits = F.interpolate(self.decoder(fused), size=(height, width), mode="bilinear", align_corners=False)
-        aux: dict[str, Tensor] = {}
-        if self.sgm is not None and self.training and labels is not None:
-            if labels.shape != (logits.shape[0], height, width):
-                raise ValueError(
-                    f"labels must be (B, H, W) = {(logits.shape[0], height, width)}, got {tuple(labels.shape)}"
-                )
-            aux = self.sgm(stage_feats, labels)
-        return SegmentationOutput(logits=logits, aux_losses=aux, modality_weights=weights)
+            out.stages.append(stage_fused)
+            out.per_modality.append(feats)
+            out.modality_weights[f"stage{index + 1}"] = stage_weights
+        return out
+
+    def auxiliary_losses(self, features: FusedFeatures, labels: Tensor, size: tuple[int, int]) -> dict[str, Tensor]:
+        """The SGM's weighted losses (none without the SGM); ``labels`` must be ``(B, H, W)`` at the input size."""
+        if self.sgm is None:
+            return {}
+        expected = (features.stages[0].shape[0], *size)
+        if labels.shape != expected:
+            raise ValueError(f"labels must be (B, H, W) = {expected}, got {tuple(labels.shape)}")
+        losses: dict[str, Tensor] = self.sgm(features.per_modality, labels)
+        return losses

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from equiseg.models.base import SegmentationModel
-from equiseg.models.baselines import CMNeXtLike, EarlyFusion, MeanFusion, SegFormerRGB
+from equiseg.models.cmnext_like import CMNeXtLike
+from equiseg.models.early_fusion import EarlyFusion
 from equiseg.models.encoder import VARIANTS, EncoderSpec
 from equiseg.models.equiseg_model import EQUISeg
+from equiseg.models.mean_fusion import MeanFusion
+from equiseg.models.segformer_rgb import SegFormerRGB
 
 __all__ = [
     "COMMON_OVERRIDES",

@@ -95,13 +95,11 @@ def summarize_model(model: SegmentationModel, size: int) -> ModelSummary:
     def capture(_module: nn.Module, args: tuple[Any, ...]) -> None:
         captured.extend(tuple(feat.shape) for feat in args[0])
 
-    decoder = getattr(model, "decoder", None)
-    handle = decoder.register_forward_pre_hook(capture) if isinstance(decoder, nn.Module) else None
+    handle = model.decoder.register_forward_pre_hook(capture)  # its input is forward_features(inputs)
     try:
         flops, output = count_flops(model, inputs)
     finally:
-        if handle is not None:
-            handle.remove()
+        handle.remove()
     return ModelSummary(
         name=model.model_name,
         modalities=model.modalities,

@@ -1,9 +1,14 @@
 """Robustness under degradation: degradations, EMM/RMM/NM/corruption protocols, metrics, runner and report.
 
 Protocols and formulas follow the multimodal robustness benchmark (Liao et al., arXiv 2503.18445), ImageNet-C
-(arXiv 1903.12261) and the DeLiVER mIoU convention; see ``docs/robustness.md`` and reference §3.
+(arXiv 1903.12261) and the DeLiVER mIoU convention; see ``docs/robustness.md``.
+
+Modules by job: ``degradations`` (+ ``imaging`` primitives) and ``protocols`` transform inputs; ``suites`` plans
+the slices; ``batches`` holds the evaluation data; ``runner`` scores a model; ``metrics`` and ``aggregate`` compute
+mIoU and the protocol summaries; ``result`` stores them; ``examples`` and ``report`` write the report.
 """
 
+from equiseg.robustness.aggregate import aggregate_slices
 from equiseg.robustness.degradations import (
     DEGRADATIONS,
     QUICK_CORRUPTIONS,
@@ -12,6 +17,7 @@ from equiseg.robustness.degradations import (
     degradations_for,
     jpeg_compress,
 )
+from equiseg.robustness.examples import PredictionExample, collect_examples
 from equiseg.robustness.metrics import (
     ConfusionMatrix,
     bootstrap_miou_ci,
@@ -33,9 +39,10 @@ from equiseg.robustness.protocols import (
     missing_weights,
     remove_modalities,
 )
-from equiseg.robustness.report import PredictionExample, collect_examples, write_robustness_report
+from equiseg.robustness.report import write_robustness_report
 from equiseg.robustness.result import RobustnessResult, SliceResult
-from equiseg.robustness.runner import SUITES, evaluate_robustness, plan_suite
+from equiseg.robustness.runner import evaluate_robustness, model_logits
+from equiseg.robustness.suites import SUITES, SliceSpec, plan_suite, slice_seed
 
 __all__ = [
     "DEGRADATIONS",
@@ -49,6 +56,8 @@ __all__ = [
     "PredictionExample",
     "RobustnessResult",
     "SliceResult",
+    "SliceSpec",
+    "aggregate_slices",
     "apply_degradation",
     "apply_noisy_modalities",
     "apply_random_missing",
@@ -63,10 +72,12 @@ __all__ = [
     "miou",
     "missing_sets",
     "missing_weights",
+    "model_logits",
     "per_class_iou",
     "per_image_confusion",
     "per_image_miou",
     "plan_suite",
     "remove_modalities",
+    "slice_seed",
     "write_robustness_report",
 ]

@@ -1,4 +1,4 @@
-"""Segmentation metrics with the field's conventions (reference §3.1, DELIVER ``semseg/metrics.py``).
+"""Segmentation metrics with the field's conventions (docs/robustness.md; DELIVER's ``semseg/metrics.py``).
 
 The dataset-level confusion matrix ``hist[t, p]`` counts pixels with target ``t`` and arg-max prediction ``p``,
 skipping the ignore index, accumulated over the whole split (not averaged per image). From it::
@@ -104,7 +104,7 @@ def miou(
     Args:
         hist: confusion matrix ``hist[t, p]`` (a stack of them is accepted, e.g. bootstrap resamples).
         absent_as_zero: ``True`` counts a class absent from both target and prediction as IoU 0 (DeLiVER
-            convention, §3.1); ``False`` leaves it out of the mean (NaN if no class is present at all).
+            convention); ``False`` leaves it out of the mean (NaN if no class is present at all).
     """
     iou = per_class_iou(hist)
     if absent_as_zero:
@@ -127,7 +127,7 @@ def per_image_miou(per_image_hist: torch.Tensor | NDArray[np.integer]) -> list[f
 
 
 class ConfusionMatrix:
-    """Running dataset-level confusion matrix (§3.1) that also keeps every image's own matrix, in order.
+    """Running dataset-level confusion matrix that also keeps every image's own matrix, in order.
 
     Example::
 

@@ -1,4 +1,4 @@
-"""Missing- and noisy-modality protocols of the robustness benchmark (Liao et al., arXiv 2503.18445; reference §3.3).
+"""Missing- and noisy-modality protocols of the robustness benchmark (Liao et al., arXiv 2503.18445).
 
 For N modalities M:
 
@@ -12,7 +12,7 @@ For N modalities M:
   modality (ceil(d * numel / 2) random elements set to the tensor's max, as many to its min), then Gaussian noise
   sigma = 0.1 / 0.2 / 0.5 on every modality except events, in normalised space.
 
-The reference scripts are unseeded; here every mask and noise draw comes from an explicit ``torch.Generator``.
+The benchmark's scripts are unseeded; here every mask and noise draw comes from an explicit ``torch.Generator``.
 Salt-and-pepper is applied per sample (numel and min/max of each sample), so results do not depend on batch size.
 """
 

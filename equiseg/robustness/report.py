@@ -1,11 +1,11 @@
 """Robustness report: ``robustness.json``, ``robustness.md``, a self-contained ``robustness.html`` and PNG figures.
 
-Figures (matplotlib, object API with the Agg canvas, so no global pyplot state and no display needed):
+Figures (``equiseg.figures``: matplotlib's object API on an Agg canvas, no global pyplot state, no display):
 
-- ``heatmap.png``: mIoU over (modality, degradation) x severity, the corruption matrix of reference §3.5;
-- ``emm_subsets.png``: mIoU of every EMM kept subset with its bootstrap CI, clean mIoU as a line (§3.3);
+- ``heatmap.png``: mIoU over (modality, degradation) x severity, the corruption matrix (docs/robustness.md);
+- ``emm_subsets.png``: mIoU of every EMM kept subset with its bootstrap CI, clean mIoU as a line;
 - ``examples.png``: input, label and predictions under a few slices for one sample per condition tag (only when
-  ``examples`` are given, see :func:`collect_examples`).
+  ``examples`` are given, see :func:`~equiseg.robustness.examples.collect_examples`).
 """
 
 from __future__ import annotations
@@ -15,133 +15,25 @@ import html
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from numpy.typing import NDArray
 
-from equiseg.modalities import to_unit
+from equiseg.figures import colourise, label_colours, new_figure, save_figure
+from equiseg.robustness.examples import PredictionExample, collect_examples
 from equiseg.robustness.result import RobustnessResult, SliceResult
-from equiseg.robustness.runner import model_logits, plan_suite, slice_seed
 
-__all__ = ["PredictionExample", "collect_examples", "new_figure", "save_figure", "write_robustness_report"]
+# collect_examples is re-exported: it was defined here, and callers import it with write_robustness_report
+__all__ = ["PredictionExample", "collect_examples", "write_robustness_report"]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_EXAMPLE_SLICES: tuple[str, ...] = ("clean", "nm/mid", "corrupt/rgb/fog/s3")
-
-
-@dataclass
-class PredictionExample:
-    """One sample for the prediction grid: what the first modality shows, the label and per-slice predictions."""
-
-    sample_id: str
-    conditions: tuple[str, ...]
-    image: NDArray[np.float32]  # (H, W, 3) in [0, 1]: the first modality, grey modalities repeated
-    label: NDArray[np.int64]  # (H, W), ignore index kept
-    predictions: dict[str, NDArray[np.int64]] = field(default_factory=dict)  # slice name -> (H, W)
-
-
-def _display_image(x: torch.Tensor, modality: str) -> NDArray[np.float32]:
-    unit = to_unit(x.float(), modality).clamp(0, 1)
-    if unit.shape[0] != 3:
-        unit = unit[:1].expand(3, -1, -1)
-    return unit.permute(1, 2, 0).cpu().numpy().astype(np.float32)
-
-
-def collect_examples(
-    model: Any,
-    batches: Iterable[Mapping[str, Any]],
-    *,
-    modalities: Sequence[str],
-    slices: Sequence[str] = DEFAULT_EXAMPLE_SLICES,
-    per_condition: int = 1,
-    max_examples: int = 6,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    missing: str = "zero",
-) -> list[PredictionExample]:
-    """Predictions of ``model`` on a few samples (one per condition tag, plus untagged ones) under ``slices``.
-
-    Slice names are those of the suites (``clean``, ``emm/<kept>``, ``rmm/r0.5/<missing>``, ``nm/<level>``,
-    ``corrupt/<modality>/<name>/s<k>``); names a suite cannot produce for these modalities are skipped. The inputs
-    are transformed exactly as by the runner, seeded by ``(seed, slice, sample)``, each sample on its own.
-    """
-    mods = tuple(modalities)
-    dev = torch.device(device)
-    specs = {s.name: s for s in plan_suite(mods, "full", missing="drop" if missing == "drop" else "zero")}
-    specs.update({s.name: s for s in plan_suite(mods, "quick", missing="drop" if missing == "drop" else "zero")})
-    wanted = [name for name in slices if name in specs]
-    chosen: list[tuple[dict[str, torch.Tensor], torch.Tensor, str, tuple[str, ...]]] = []
-    seen: dict[str, int] = {}
-    for batch in batches:
-        for i, sample_id in enumerate(batch["sample_id"]):
-            tags = tuple(batch.get("conditions", [()] * len(batch["sample_id"]))[i])
-            key = tags[0] if tags else "(none)"
-            if seen.get(key, 0) >= per_condition:
-                continue
-            seen[key] = seen.get(key, 0) + 1
-            inputs = {m: batch["inputs"][m][i : i + 1].to(dev, torch.float32) for m in mods}
-            chosen.append((inputs, batch["label"][i], str(sample_id), tags))
-            if len(chosen) >= max_examples:
-                break
-        if len(chosen) >= max_examples:
-            break
-    examples: list[PredictionExample] = []
-    was_training = bool(getattr(model, "training", False))
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-    try:
-        with torch.inference_mode():
-            for index, (inputs, label, sample_id, tags) in enumerate(chosen):
-                example = PredictionExample(
-                    sample_id=sample_id,
-                    conditions=tags,
-                    image=_display_image(inputs[mods[0]][0], mods[0]),
-                    label=label.cpu().numpy().astype(np.int64),
-                )
-                for name in wanted:
-                    spec = specs[name]
-                    x = inputs
-                    if spec.transform is not None:
-                        generator = torch.Generator(device=dev)
-                        generator.manual_seed(slice_seed(seed, "example/" + name, index))
-                        x = spec.transform(inputs, generator)
-                    logits = model_logits(model(x))
-                    if logits.shape[-2:] != label.shape[-2:]:
-                        logits = F.interpolate(logits, size=tuple(label.shape[-2:]), mode="bilinear")
-                    example.predictions[name] = logits.argmax(1)[0].cpu().numpy().astype(np.int64)
-                examples.append(example)
-    finally:
-        if isinstance(model, torch.nn.Module) and was_training:
-            model.train()
-    return examples
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def new_figure(width: float, height: float) -> Any:
-    """A matplotlib figure on its own Agg canvas (no pyplot state, no display)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_figure(fig: Any, path: Path) -> Path:
-    """Write ``fig`` as a tightly cropped PNG; returns ``path``."""
-    fig.savefig(path, format="png", bbox_inches="tight")
-    return path
 
 
 def _heatmap(result: RobustnessResult, path: Path) -> Path | None:
@@ -196,30 +88,16 @@ def _emm_bars(result: RobustnessResult, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def _label_colours(num_classes: int) -> NDArray[np.float64]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20"]
-    return np.array([cmap(i % 20)[:3] for i in range(num_classes)], dtype=np.float64)
-
-
-def _colourise(label: NDArray[np.int64], colours: NDArray[np.float64]) -> NDArray[np.float64]:
-    out = np.zeros((*label.shape, 3))
-    valid = (label >= 0) & (label < len(colours))
-    out[valid] = colours[label[valid]]
-    return out
-
-
 def _example_grid(examples: Sequence[PredictionExample], num_classes: int, path: Path) -> Path | None:
     if not examples:
         return None
     names = list(examples[0].predictions)
     cols = 2 + len(names)
     fig = new_figure(1.9 * cols, 1.9 * len(examples))
-    colours = _label_colours(num_classes)
+    colours = label_colours(num_classes)
     for r, ex in enumerate(examples):
-        panels = [("input", ex.image), ("label", _colourise(ex.label, colours))]
-        panels += [(n, _colourise(ex.predictions[n], colours)) for n in names if n in ex.predictions]
+        panels: list[tuple[str, np.ndarray]] = [("input", ex.image), ("label", colourise(ex.label, colours))]
+        panels += [(n, colourise(ex.predictions[n], colours)) for n in names if n in ex.predictions]
         for c, (title, image) in enumerate(panels):
             ax = fig.add_subplot(len(examples), cols, r * cols + c + 1)
             ax.imshow(image, interpolation="nearest")

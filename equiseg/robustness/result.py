@@ -44,7 +44,7 @@ class SliceResult:
         name: slice name, e.g. ``clean``, ``emm/rgb-depth`` (kept set), ``rmm/r0.5/depth`` (missing set),
             ``nm/mid``, ``corrupt/rgb/fog/s3``, ``cond/night``.
         kind: ``clean | emm | rmm | nm | corrupt | cond``.
-        miou: dataset-level mIoU in points (§3.1).
+        miou: dataset-level mIoU in points (docs/robustness.md).
         ci_low, ci_high: percentile bootstrap interval of ``miou`` over images (NaN when not computable).
         per_class_iou: IoU per class (0-1; NaN for a class absent from target and prediction).
         per_image_miou: per-image mIoU in points, in sample order (for the gate's paired bootstrap).

@@ -1,4 +1,4 @@
-"""Behaviour of every registered model family on CPU at 64x64 (issue 4; contract in docs/design.md)."""
+"""Behaviour of every registered model family on CPU at 64x64 (contract in docs/design.md and docs/model.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from equiseg.models import FAMILIES, VARIANTS, SegmentationOutput, create_model, list_models
+from equiseg.models import FAMILIES, VARIANTS, SegmentationModel, SegmentationOutput, create_model, list_models
 
 TINY = [f"{family}_tiny" for family in FAMILIES]
 WEIGHTED = {"equiseg_tiny", "equiseg_nosgm_tiny", "mean_fusion_tiny"}  # families that report modality weights
@@ -280,3 +280,51 @@ def test_non_square_sizes_not_divisible_by_32(name: str) -> None:
     with torch.no_grad():
         out = model({"rgb": torch.randn(1, 3, 70, 90), "depth": torch.randn(1, 1, 70, 90)})
     assert out.logits.shape == (1, NUM_CLASSES, 70, 90)
+
+
+@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("modalities", [("rgb", "depth", "thermal"), ("rgb",)])
+def test_feature_info_describes_forward_features(name: str, modalities: tuple[str, ...]) -> None:
+    model = build(name, modalities).eval()
+    assert type(model).forward is SegmentationModel.forward  # forward is written once, in the base class
+    modules = dict(model.named_modules())
+    spec = VARIANTS["tiny"]
+    assert [info["num_chs"] for info in model.feature_info] == list(spec.embed_dims)
+    assert [info["reduction"] for info in model.feature_info] == [4, 8, 16, 32]
+    assert all(info["module"] in modules for info in model.feature_info), model.feature_info
+    inputs = make_inputs(model, modalities)
+    captured: list[torch.Tensor] = []
+    handle = model.decoder.register_forward_pre_hook(lambda _module, args: captured.extend(args[0]))
+    with torch.no_grad():
+        feats = model.forward_features(inputs)
+        model(inputs)
+    handle.remove()
+    assert len(feats) == len(captured) == 4
+    for info, feat, seen in zip(model.feature_info, feats, captured, strict=True):
+        assert feat.shape == (2, info["num_chs"], SIZE // info["reduction"], SIZE // info["reduction"])
+        torch.testing.assert_close(feat, seen, rtol=0, atol=0)
+
+
+# Top-level state-dict prefixes of every family: checkpoints saved by earlier versions must keep loading.
+STATE_PREFIXES = {
+    "equiseg_tiny": {"encoders", "cmtb", "selection", "decoder", "sgm"},
+    "equiseg_nosgm_tiny": {"encoders", "cmtb", "selection", "decoder"},
+    "segformer_rgb_tiny": {"encoder", "decoder"},
+    "early_fusion_tiny": {"encoder", "decoder"},
+    "cmnext_like_tiny": {"rgb", "aux", "hubs", "fusions", "decoder"},
+    "mean_fusion_tiny": {"encoders", "decoder"},
+}
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_state_dict_layout_is_stable(name: str) -> None:
+    keys = build(name, ("rgb", "depth")).state_dict()
+    assert {key.split(".")[0] for key in keys} == STATE_PREFIXES[name]
+    branch = "rgb.patch_embed.proj.weight" if name == "cmnext_like_tiny" else None
+    if name in ("segformer_rgb_tiny", "early_fusion_tiny"):
+        branch = "encoder.stages.3.blocks.0.mlp.fc1.weight"
+    elif name.startswith("equiseg"):
+        branch = "encoders.branches.depth.stages.0.blocks.0.attn.q.weight"
+    elif name == "mean_fusion_tiny":
+        branch = "encoders.stems.depth.proj.weight"
+    assert branch in keys

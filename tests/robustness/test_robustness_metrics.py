@@ -1,4 +1,4 @@
-"""Metrics against hand-computed confusion matrices (reference §3.1)."""
+"""Metrics against hand-computed confusion matrices (docs/robustness.md)."""
 
 from __future__ import annotations
 

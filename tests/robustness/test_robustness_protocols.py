@@ -1,4 +1,4 @@
-"""EMM / RMM / NM enumerations and transforms (reference §3.3)."""
+"""EMM / RMM / NM enumerations and transforms (docs/robustness.md)."""
 
 from __future__ import annotations
 
