@@ -1,4 +1,4 @@
-"""The claim experiment's statistics, analysis, report and bookkeeping (issue 9), on scripted models.
+"""The claim experiment's statistics, analysis, report and bookkeeping (docs/results.md), on scripted models.
 
 The "models" here are callables with known behaviour, scored by the real robustness runner: ``balanced`` reads the
 label from any modality that is present, ``rgb_dominant`` only from RGB. Their runs are written to disk exactly as
@@ -19,8 +19,9 @@ from click.testing import CliRunner
 from equiseg.cli.main import cli
 from equiseg.config import ConfigError, EquisegConfig, load_config
 from equiseg.experiments import analyse, load_cells, validate_experiment
-from equiseg.experiments.claim import CellRecord, cell_config, eval_hash, score_run, train_hash
+from equiseg.experiments.plan import cell_config, eval_hash, train_hash
 from equiseg.experiments.report import update_document, write_claim_report
+from equiseg.experiments.runs import CellRecord, score_run
 from equiseg.experiments.stats import cell_replicates, headline_metrics, image_weights, seed_bootstrap
 from equiseg.robustness.metrics import miou
 from equiseg.robustness.result import RobustnessResult
