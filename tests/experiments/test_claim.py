@@ -8,6 +8,8 @@ label from any modality that is present, ``rgb_dominant`` only from RGB. Their r
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -266,3 +268,14 @@ def test_update_document_creates_a_missing_file(tmp_path: Path) -> None:
     doc = tmp_path / "new" / "results.md"
     update_document(doc, "p", "## Profile p\n")
     assert doc.read_text().startswith("# Results") and "<!-- claim:p:end -->" in doc.read_text()
+
+
+def test_the_experiments_package_imports_without_the_tracking_stack() -> None:
+    """The runs go to a bare GPU box; mlflow is imported only when a finished experiment is logged."""
+    extras = ("mlflow", "kfp", "optuna", "great_expectations", "dvc")
+    probe = (
+        "import json, sys, equiseg.experiments, equiseg.experiments.runs;"
+        f"print(json.dumps(sorted(m for m in {extras!r} if m in sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
