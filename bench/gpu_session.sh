@@ -41,7 +41,7 @@ timeout "$CLAIM_SECONDS" "$PY" - "$CLAIM_SET" <<'PY' 2>&1 | grep -v "it/s\]$" | 
 import logging, sys, time
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 from equiseg.config import load_config
-from equiseg.experiments.claim import run_cells
+from equiseg.experiments.runs import run_cells
 overrides = [item for item in sys.argv[1].split(";") if item]
 cfg = load_config("claim-gpu", overrides)
 started = time.perf_counter()

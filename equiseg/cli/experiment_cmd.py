@@ -9,6 +9,7 @@ import click
 
 from equiseg.cli.common import config_options, resolve_config
 from equiseg.config import ConfigError
+from equiseg.experiments import run_claim
 
 __all__ = ["group"]
 
@@ -50,8 +51,6 @@ def claim(profile: str, overrides: tuple[str, ...], analyse_only: bool, track: b
     the command can be re-run after a crash. Writes <experiment.output_dir>/results.json, results.md and figures,
     and exits 0 whether or not the targets are met (the report says which are).
     """
-    from equiseg.experiments import run_claim
-
     cfg = resolve_config(profile, overrides)
     command = "equiseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
     try:

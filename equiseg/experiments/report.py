@@ -1,4 +1,4 @@
-"""Figures and the Markdown report of the claim experiment (issue 9; docs/results.md).
+"""Figures and the Markdown report of the claim experiment (docs/results.md).
 
 The report is regenerated between ``<!-- claim:<profile>:begin -->`` and ``<!-- claim:<profile>:end -->`` markers,
 so one document can hold several profiles (CPU, GPU) and hand-written analysis around them survives a rerun.
@@ -13,16 +13,15 @@ import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 
 from equiseg.config import EquisegConfig
+from equiseg.experiments.analysis import ClaimAnalysis
 from equiseg.experiments.stats import Estimate
 from equiseg.figures import new_figure, save_figure
-
-if TYPE_CHECKING:
-    from equiseg.experiments.claim import ClaimAnalysis
 
 __all__ = ["claim_markdown", "update_document", "write_claim_figures", "write_claim_report"]
 
@@ -38,8 +37,6 @@ _MAIN_COLUMNS: tuple[tuple[str, str], ...] = (
 
 
 def _colours(models: Sequence[str]) -> dict[str, Any]:
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10"]
     return {m: cmap(i % 10) for i, m in enumerate(models)}
 

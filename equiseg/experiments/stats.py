@@ -1,4 +1,4 @@
-"""Two-level bootstrap for multi-seed model comparisons (issue 9; docs/results.md, "Method").
+"""Two-level bootstrap for multi-seed model comparisons (docs/results.md, "Method").
 
 A model's score varies with the training seed *and* with the test images. With a handful of seeds, a CI from
 seeds alone is too wide to say anything and a CI from images alone pretends the seed does not matter, so each

@@ -1,4 +1,4 @@
-"""The claim experiment's statistics, analysis, report and bookkeeping (issue 9), on scripted models.
+"""The claim experiment's statistics, analysis, report and bookkeeping (docs/results.md), on scripted models.
 
 The "models" here are callables with known behaviour, scored by the real robustness runner: ``balanced`` reads the
 label from any modality that is present, ``rgb_dominant`` only from RGB. Their runs are written to disk exactly as
@@ -8,6 +8,8 @@ label from any modality that is present, ``rgb_dominant`` only from RGB. Their r
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,8 +21,9 @@ from click.testing import CliRunner
 from equiseg.cli.main import cli
 from equiseg.config import ConfigError, EquisegConfig, load_config
 from equiseg.experiments import analyse, load_cells, validate_experiment
-from equiseg.experiments.claim import CellRecord, cell_config, eval_hash, score_run, train_hash
+from equiseg.experiments.plan import cell_config, eval_hash, train_hash
 from equiseg.experiments.report import update_document, write_claim_report
+from equiseg.experiments.runs import CellRecord, score_run
 from equiseg.experiments.stats import cell_replicates, headline_metrics, image_weights, seed_bootstrap
 from equiseg.robustness.metrics import miou
 from equiseg.robustness.result import RobustnessResult
@@ -265,3 +268,14 @@ def test_update_document_creates_a_missing_file(tmp_path: Path) -> None:
     doc = tmp_path / "new" / "results.md"
     update_document(doc, "p", "## Profile p\n")
     assert doc.read_text().startswith("# Results") and "<!-- claim:p:end -->" in doc.read_text()
+
+
+def test_the_experiments_package_imports_without_the_tracking_stack() -> None:
+    """The runs go to a bare GPU box; mlflow is imported only when a finished experiment is logged."""
+    extras = ("mlflow", "kfp", "optuna", "great_expectations", "dvc")
+    probe = (
+        "import json, sys, equiseg.experiments, equiseg.experiments.runs;"
+        f"print(json.dumps(sorted(m for m in {extras!r} if m in sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []

@@ -1,8 +1,8 @@
-"""The claim experiment end to end, small (issue 9: "one seed, two models, minutes"), so it cannot rot.
+"""The claim experiment end to end, small ("one seed, two models, minutes"), so it cannot rot.
 
 Real training, the full robustness suite, the two-level bootstrap, the report and MLflow (parent run plus one child
-per model x seed), then the same runs on a simulated bare GPU box where mlflow, kfp, click and matplotlib cannot be
-imported.
+per model x seed), then the same runs on a simulated bare GPU box where none of the extras (``[mlops]``: mlflow,
+optuna, great-expectations, dvc, psycopg2; ``[pipeline]``: kfp) can be imported.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ BARE_BOX = textwrap.dedent(
     """
     import sys
 
-    BLOCKED = {"mlflow", "kfp", "click", "matplotlib", "optuna", "great_expectations", "dvc"}
+    BLOCKED = {"mlflow", "kfp", "optuna", "great_expectations", "dvc", "psycopg2"}
 
     class Block:
         def find_spec(self, name, path=None, target=None):
@@ -96,7 +96,7 @@ BARE_BOX = textwrap.dedent(
 
     sys.meta_path.insert(0, Block())
     from equiseg.config import load_config
-    from equiseg.experiments.claim import run_cells
+    from equiseg.experiments.runs import run_cells
 
     records = run_cells(load_config("claim-smoke", sys.argv[1:]), progress=False)
     print(len(records), sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
