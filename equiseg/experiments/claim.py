@@ -273,9 +273,7 @@ def run_cell(
         manifest=manifest,
         data_root=data_root,
         out_dir=Path(run_cfg.train.output_dir),
-        tracker=None,
         resume=True,
-        log_model=False,
         show_progress=progress,
     )
     train_seconds = earlier_train_seconds + time.perf_counter() - started
