@@ -29,14 +29,8 @@ from equiseg.config import EquisegConfig, load_config
 from equiseg.data.synthetic import generate_synthetic
 from equiseg.models import FAMILIES, model_family
 from equiseg.training.distributed import DistInfo
-from equiseg.training.loop import (
-    _epoch_loader,
-    _Progress,
-    _split_dataset,
-    build_model,
-    build_optimizer,
-    train_one_epoch,
-)
+from equiseg.training.epoch import Progress, build_model, build_optimizer, train_one_epoch
+from equiseg.training.loaders import epoch_loader, split_dataset
 
 
 def loop_images_per_s(cfg: EquisegConfig, manifest: Path, root: Path, steps: int) -> float:
@@ -44,17 +38,17 @@ def loop_images_per_s(cfg: EquisegConfig, manifest: Path, root: Path, steps: int
     torch.manual_seed(0)
     model = build_model(cfg)
     optimizer = build_optimizer(model, cfg.train.lr, cfg.train.weight_decay)
-    dataset = _split_dataset(cfg, manifest, root, "train")
+    dataset = split_dataset(cfg, manifest, root, "train")
     info = DistInfo()
-    loader, steps_per_epoch = _epoch_loader(dataset, cfg, info, epoch=0, skip_steps=0)
+    loader, steps_per_epoch = epoch_loader(dataset, cfg, info, epoch=0, skip_steps=0)
     batches = iter(loader)
     warm = [next(batches)]
     train_one_epoch(model, warm, optimizer, cfg, epoch=0, start_step=0, steps_per_epoch=steps_per_epoch,
-                    progress=_Progress(), info=info, show_progress=False)  # fmt: skip
+                    progress=Progress(), info=info, show_progress=False)  # fmt: skip
     started = time.perf_counter()
-    loader, _ = _epoch_loader(dataset, cfg, info, epoch=1, skip_steps=0)
+    loader, _ = epoch_loader(dataset, cfg, info, epoch=1, skip_steps=0)
     train_one_epoch(model, itertools.islice(loader, steps), optimizer, cfg, epoch=1, start_step=0,
-                    steps_per_epoch=steps_per_epoch, progress=_Progress(), info=info, show_progress=False)  # fmt: skip
+                    steps_per_epoch=steps_per_epoch, progress=Progress(), info=info, show_progress=False)  # fmt: skip
     return steps * cfg.train.batch_size / (time.perf_counter() - started)
 
 

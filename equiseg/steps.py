@@ -335,22 +335,24 @@ def train_candidate(
     cfg: EquisegConfig, *, manifest: str | Path, data_root: str | Path, run_id: str, dataset_version: str
 ) -> TrainedCandidate:
     """Train the candidate, logging to one MLflow run with lineage tags, then log the model from its checkpoint."""
-    from equiseg.tracking import Tracker
-    from equiseg.training import train
+    from equiseg.tracking import Tracker, train_tracked
 
     step_dir = _step_dir(cfg, run_id, "train")
     tracker = Tracker(cfg.tracking)
     tags = lineage_tags(cfg, run_id=run_id, dataset_version=dataset_version)
-    with timed_step(step_dir.parent, "train"), tracker.start_run(run_name=f"train-{run_id}", tags=tags) as run_id_:
-        # train() logs config, lineage, metrics, curves and the best model into this active run.
-        result = train(
+    with timed_step(step_dir.parent, "train"):
+        # train_tracked logs config, lineage, metrics, curves and the best model into one run.
+        result = train_tracked(
             cfg,
             manifest=Path(manifest),
             data_root=Path(data_root),
             out_dir=step_dir,
             tracker=tracker,
             show_progress=False,
+            run_name=f"train-{run_id}",
+            tags=tags,
         )
+    run_id_ = result.mlflow_run_id
     if not result.model_uri:
         raise RuntimeError(f"training run {run_id_} logged no model; check the MLflow run for errors")
     model_uri = result.model_uri
@@ -404,13 +406,11 @@ def evaluate_candidate(
     """Run the configured robustness suite on the candidate; write the report and log the metrics to its run."""
     from equiseg.robustness import write_robustness_report
     from equiseg.robustness.evaluate import evaluate_configured
-    from equiseg.tracking import Tracker
-    from equiseg.training import load_model_from_checkpoint
+    from equiseg.tracking import Tracker, load_model
 
     step_dir = _step_dir(cfg, run_id, "robustness")
     with timed_step(step_dir.parent, "evaluate_robustness"):
-        model, _meta = load_model_from_checkpoint(Path(checkpoint), device="cpu")
-        model.eval()
+        model = load_model(Path(checkpoint), device="cpu")
         result = evaluate_configured(cfg, model, eval_loader(cfg, manifest, data_root))
         paths = write_robustness_report(result, step_dir)
         metrics = result.summary_metrics()

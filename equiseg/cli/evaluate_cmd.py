@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -66,19 +67,24 @@ def command(
     every degradation is seeded, so two models evaluated with the same seed see identical inputs. Prints the
     headline metrics; the full result is REPORT/robustness.json.
     """
-    from equiseg.robustness.evaluate import evaluate_stored_model
+    from equiseg.robustness.evaluate import resolve_device, score_and_report
+    from equiseg.tracking import Tracker, is_model_uri, load_model  # optional: the [mlops] extra
 
     extra = [f"robustness.{k}={v}" for k, v in (("suite", suite), ("split", split), ("seed", seed)) if v is not None]
     cfg = resolve_config(profile, (*overrides, *extra))
+    tracking = cfg.tracking if tracking_uri is None else dataclasses.replace(cfg.tracking, uri=tracking_uri)
     try:
-        output = evaluate_stored_model(
+        dev = resolve_device(device)
+        # a checkpoint path needs no tracking store (Tracker would create the default sqlite folder)
+        model = Tracker(tracking).load_model(model_ref, dev) if is_model_uri(model_ref) else load_model(model_ref, dev)
+        output = score_and_report(
             cfg,
+            model,
             model_ref=model_ref,
             manifest=manifest,
             data_root=data_root or manifest.parent,
             out_dir=report_dir,
-            device=device,
-            tracking_uri=tracking_uri,
+            device=dev,
             progress=not no_progress,
         )
     except (FileNotFoundError, ValueError) as exc:

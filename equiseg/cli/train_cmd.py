@@ -114,25 +114,18 @@ def command(
             cfg, manifest=manifest_path, data_root=root, out_dir=out, resume=resume_arg, show_progress=progress
         )
     else:
-        from equiseg.tracking import Tracker
+        from equiseg.tracking import Tracker, train_tracked  # optional: the [mlops] extra
 
-        if int(os.environ.get("RANK", "0")) != 0:  # non-zero ranks never talk to MLflow
-            result = train(
-                cfg, manifest=manifest_path, data_root=root, out_dir=out, resume=resume_arg, show_progress=progress
-            )
-        else:
-            tracker = Tracker(cfg.tracking)
-            with tracker.start_run(run_name=f"train-{cfg.model.name}"):
-                tracker.set_lineage_tags(dataset_version=dataset_version, pipeline_run_id=pipeline_run_id)
-                result = train(
-                    cfg,
-                    manifest=manifest_path,
-                    data_root=root,
-                    out_dir=out,
-                    tracker=tracker,
-                    resume=resume_arg,
-                    show_progress=progress,
-                )
+        result = train_tracked(
+            cfg,
+            manifest=manifest_path,
+            data_root=root,
+            out_dir=out,
+            tracker=Tracker(cfg.tracking),
+            resume=resume_arg,
+            show_progress=progress,
+            lineage={"dataset_version": dataset_version, "pipeline_run_id": pipeline_run_id},
+        )
     from equiseg.training.distributed import cleanup_distributed
 
     cleanup_distributed()  # leave the torchrun process group cleanly (no-op in one process)
@@ -143,7 +136,7 @@ def command(
                     "best_checkpoint": str(result.best_checkpoint),
                     "last_checkpoint": str(result.last_checkpoint),
                     "epochs_run": result.epochs_run,
-                    "run_id": result.run_id,
+                    "mlflow_run_id": result.mlflow_run_id,
                     "model_uri": result.model_uri,
                     "metrics": {k: round(v, 4) for k, v in result.metrics.items() if not k.startswith("miou/")},
                 },

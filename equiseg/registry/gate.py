@@ -37,7 +37,9 @@ logger = logging.getLogger(__name__)
 
 def is_model_uri(candidate: str) -> bool:
     """True for MLflow model URIs (``models:/...``, ``runs:/...``, ``s3://...``), False for a checkpoint path."""
-    return candidate.startswith(("models:/", "runs:/")) or "://" in candidate
+    from equiseg.tracking import is_model_uri as tracking_is_model_uri
+
+    return tracking_is_model_uri(candidate)
 
 
 def _tracking_uri(cfg: EquisegConfig, tracking_uri: str | None) -> str:
@@ -47,20 +49,10 @@ def _tracking_uri(cfg: EquisegConfig, tracking_uri: str | None) -> str:
 
 
 def _load_model(candidate: str, tracking_uri: str) -> Any:
-    if is_model_uri(candidate):
-        import mlflow
+    from equiseg.tracking import configure_store, load_model
 
-        from equiseg.tracking import load_model
-
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-        return load_model(candidate, device="cpu")
-    from equiseg.training import load_model_from_checkpoint
-
-    path = Path(candidate)
-    if not path.is_file():
-        raise FileNotFoundError(f"candidate {candidate!r} is neither a model URI (models:/...) nor a checkpoint file")
-    return load_model_from_checkpoint(path, device="cpu")[0]
+    configure_store(tracking_uri)
+    return load_model(candidate, device="cpu")
 
 
 def _evaluate(cfg: EquisegConfig, model: Any, batches: list[dict[str, Any]]) -> Any:

@@ -127,11 +127,12 @@ def _client(tracking_uri: str | None) -> MlflowClient:
     import mlflow
     from mlflow import MlflowClient
 
+    from equiseg.tracking import configure_store
+
     uri = tracking_uri or mlflow.get_tracking_uri()
     # Registering a `models:/m-<id>` source resolves the logged model through the *global* tracking URI, so a fresh
     # process (a pipeline step) must point it at the same store or MLflow looks in ./mlflow.db and fails.
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    configure_store(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -150,18 +150,11 @@ def serving_check(
 
 
 def _load(model: str, tracking_uri: str | None) -> Any:
-    if "://" in model or model.startswith("models:/") or model.startswith("runs:/"):
-        import mlflow
+    from equiseg.tracking import configure_store, load_model
 
-        from equiseg.tracking import load_model
-
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_registry_uri(tracking_uri)
-        return load_model(model, device="cpu")
-    from equiseg.training import load_model_from_checkpoint
-
-    return load_model_from_checkpoint(model, device="cpu")[0]
+    if tracking_uri:
+        configure_store(tracking_uri)
+    return load_model(model, device="cpu")
 
 
 def _run_child(args: argparse.Namespace) -> dict[str, Any]:

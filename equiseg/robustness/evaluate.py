@@ -1,9 +1,7 @@
-"""Score a stored model on a manifest split with the configured suite and write the report (``equiseg evaluate``).
+"""Score a model object with the configured suite and write the report (``equiseg evaluate``).
 
-A model reference is either a checkpoint path (rebuilt with ``equiseg.training.load_model_from_checkpoint``) or an
-MLflow model URI (``models:/name@alias``, ``models:/m-<id>``, ``runs:/<run>/model``) loaded through
-``equiseg.tracking``. Both are imported lazily so ``equiseg.robustness`` itself needs neither training code nor
-mlflow.
+Core floor: this module scores the module it is given. Loading a model from a checkpoint path or an MLflow URI is
+the caller's job, through ``equiseg.tracking.load_model`` (the one model resolver).
 """
 
 from __future__ import annotations
@@ -14,22 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from equiseg.config import EquisegConfig, save_config
+from equiseg.data import CLASS_NAMES, SYNTHETIC_CLASS_SET, make_loader, manifest_info, read_manifest
 from equiseg.robustness.report import collect_examples, write_robustness_report
 from equiseg.robustness.result import RobustnessResult
 from equiseg.robustness.runner import evaluate_robustness
 
-__all__ = ["EvaluationOutput", "evaluate_configured", "evaluate_stored_model", "load_model_ref", "resolve_device"]
+__all__ = ["EvaluationOutput", "evaluate_configured", "resolve_device", "score_and_report"]
 
 logger = logging.getLogger(__name__)
-
-_URI_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
 
 @dataclass
 class EvaluationOutput:
-    """What :func:`evaluate_stored_model` produced: the result and the report files."""
+    """What :func:`score_and_report` produced: the result and the report files."""
 
     result: RobustnessResult
     paths: dict[str, Path]
@@ -84,63 +82,35 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def load_model_ref(ref: str, device: torch.device, cfg: EquisegConfig, tracking_uri: str | None = None) -> Any:
-    """Load a checkpoint path or an MLflow model URI as an eval-mode module on ``device``.
-
-    Raises:
-        FileNotFoundError: ``ref`` is neither an existing file nor an MLflow URI.
-    """
-    if ref.startswith(_URI_SCHEMES):
-        import dataclasses
-
-        from equiseg.tracking import Tracker
-
-        tracking = cfg.tracking if tracking_uri is None else dataclasses.replace(cfg.tracking, uri=tracking_uri)
-        return Tracker(tracking).load_model(ref, device)
-    path = Path(ref)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"model {ref!r} is neither a checkpoint file nor an MLflow URI (models:/name@alias, runs:/<id>/model)"
-        )
-    from equiseg.training import load_model_from_checkpoint
-
-    model, _ckpt = load_model_from_checkpoint(path, device)
-    return model
-
-
 def _class_names(manifest: Path, num_classes: int) -> tuple[str, ...] | None:
     """Names of the synthetic world's classes when the manifest declares that class set; None otherwise."""
-    from equiseg.data import CLASS_NAMES, SYNTHETIC_CLASS_SET, manifest_info, read_manifest
-
     info = manifest_info(read_manifest(manifest))
     if info.class_set.startswith(SYNTHETIC_CLASS_SET) and len(CLASS_NAMES) == num_classes:
         return CLASS_NAMES
     return None
 
 
-def evaluate_stored_model(
+def score_and_report(
     cfg: EquisegConfig,
+    model: nn.Module,
     *,
     model_ref: str,
     manifest: Path,
     data_root: Path,
     out_dir: Path,
-    device: str = "auto",
-    tracking_uri: str | None = None,
+    device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> EvaluationOutput:
-    """Evaluate ``model_ref`` on ``cfg.robustness.split`` of ``manifest`` and write the report into ``out_dir``.
+    """Score ``model`` on ``cfg.robustness.split`` of ``manifest`` and write the report into ``out_dir``.
 
     The suite, seed, severities (quick suite only; full always uses 1-5), bootstrap, CI level, mIoU convention,
     missing-modality mode, batch cache and example count come from ``cfg.robustness``; modalities and class count
-    from the model when it carries them (``.modalities``, ``.num_classes``), else from ``cfg.data``. The resolved
-    config is written next to the report as ``config.yaml``.
+    from the model when it carries them (``.modalities``, ``.num_classes``), else from ``cfg.data``. ``model_ref``
+    (the path or URI it was loaded from) is recorded in the report. The resolved config is written next to the
+    report as ``config.yaml``.
     """
-    from equiseg.data import make_loader  # lazy: data pulls pyarrow readers the robustness core does not need
-
     rc = cfg.robustness
-    dev = resolve_device(device)
-    model = load_model_ref(model_ref, dev, cfg, tracking_uri)
+    dev = resolve_device(device) if isinstance(device, str) else device
     modalities = tuple(getattr(model, "modalities", None) or cfg.data.modalities)
     num_classes = int(getattr(model, "num_classes", None) or cfg.data.num_classes)
     loader = make_loader(

@@ -1,12 +1,12 @@
-"""Training: the loop, LR schedule, losses, checkpoints and DDP helpers (docs/training.md, issue 6).
+"""Training: the loop, LR schedule, losses, checkpoints and DDP helpers (docs/training.md).
 
 Public API::
 
-    train(cfg, *, manifest, data_root, out_dir, tracker=None, trial=None, resume=None) -> TrainResult
+    train(cfg, *, manifest, data_root, out_dir, hooks=None, resume=None, show_progress=True) -> TrainResult
     load_model_from_checkpoint(path, device="cpu") -> (nn.Module, checkpoint dict)
 
-Imports neither mlflow, kfp nor optuna at module level: the loop runs on a bare GPU box with torch, timm, numpy and
-pyarrow only.
+Core floor (docs/design.md): imports torch, timm, numpy and pyarrow, never mlflow, kfp or optuna, so the loop runs
+on a bare GPU box. Tracking and tuning reach it through :class:`TrainHooks`.
 """
 
 from __future__ import annotations
@@ -18,24 +18,21 @@ from equiseg.training.checkpoint import (
     save_checkpoint,
 )
 from equiseg.training.distributed import DistInfo, epoch_indices, init_distributed
-from equiseg.training.loop import (
-    TrainResult,
-    build_model,
-    evaluate,
-    robustness_objective,
-    train,
-    train_one_epoch,
-)
+from equiseg.training.epoch import build_model, build_optimizer, train_one_epoch
+from equiseg.training.loaders import val_batches
+from equiseg.training.loop import TrainHooks, TrainResult, train
 from equiseg.training.losses import ohem_cross_entropy, segmentation_loss
 from equiseg.training.schedule import lr_at, warmup_steps_for
+from equiseg.training.validation import robustness_objective, validation_metrics
 
 __all__ = [
     "CheckpointError",
     "DistInfo",
+    "TrainHooks",
     "TrainResult",
     "build_model",
+    "build_optimizer",
     "epoch_indices",
-    "evaluate",
     "init_distributed",
     "load_checkpoint",
     "load_model_from_checkpoint",
@@ -46,5 +43,7 @@ __all__ = [
     "segmentation_loss",
     "train",
     "train_one_epoch",
+    "val_batches",
+    "validation_metrics",
     "warmup_steps_for",
 ]

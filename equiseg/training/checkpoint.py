@@ -1,4 +1,4 @@
-"""Self-describing, atomically written training checkpoints (issue 6, "Checkpoints"; reference code-style §4.7).
+"""Self-describing, atomically written training checkpoints (docs/training.md).
 
 A checkpoint is a plain dict saved with ``torch.save`` and read back with ``torch.load(weights_only=True)``, so
 loading never executes pickled code. It records everything needed to rebuild and resume:
@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 import equiseg
+from equiseg.models import create_model
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -275,8 +276,6 @@ def load_model_from_checkpoint(
         CheckpointError: see :func:`load_checkpoint`, plus an unknown model name or weights that do not fit the
             rebuilt architecture (missing / unexpected keys, wrong shapes).
     """
-    from equiseg.models import create_model  # imported here: models import nothing from training
-
     ckpt = load_checkpoint(path, map_location="cpu")
     build_kwargs = dict(ckpt["build_kwargs"])
     try:

@@ -1,8 +1,9 @@
 """Segmentation losses: plain cross-entropy and online hard example mining (OHEM) cross-entropy.
 
-OHEM as used by CMX / CMNeXt / EQUISeg (§4.1, "OHEM cross-entropy"): compute the per-pixel CE, keep the pixels whose
-ground-truth probability is below ``thresh`` (i.e. loss above ``-log(thresh)``), but never fewer than ``min_kept``
-of the hardest valid pixels, and average over the kept ones. Ignored pixels (label ``ignore_index``) never count.
+OHEM as CMX / CMNeXt train with it (the EQUISeg recipe follows them, an inference from arXiv 2509.24505): compute
+the per-pixel CE, keep the pixels whose ground-truth probability is below ``thresh`` (i.e. loss above
+``-log(thresh)``), but never fewer than ``min_kept`` of the hardest valid pixels, and average over the kept ones.
+Ignored pixels (label ``ignore_index``) never count.
 """
 
 from __future__ import annotations

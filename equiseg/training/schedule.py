@@ -1,8 +1,9 @@
 """Learning-rate schedule: linear warm-up then polynomial decay, as a pure function of the step.
 
-SegFormer / CMX / EQUISeg train with AdamW, a linear warm-up and a "poly" decay ``(1 - t)^power`` (EQUISeg §4.1
-follows the CMNeXt recipe: power 0.9 here, configurable). Being a pure function of the global step, the schedule
-needs no state of its own: a resumed run recomputes the exact LR from the step stored in its checkpoint.
+SegFormer / CMX / CMNeXt train with AdamW, a linear warm-up and a "poly" decay ``(1 - t)^power`` (power 0.9 here,
+configurable); the EQUISeg recipe follows that practice, an inference (arXiv 2509.24505 publishes no schedule).
+Being a pure function of the global step, the schedule needs no state of its own: a resumed run recomputes the exact
+LR from the step stored in its checkpoint.
 """
 
 from __future__ import annotations

@@ -71,8 +71,7 @@ class TrackedRun:
 @pytest.fixture(scope="session")
 def tracked_run(tiny_data: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackedRun]:
     """``equiseg_tiny``, 3 epochs (robustness suite on the last), logged to a fresh SQLite MLflow store."""
-    from equiseg.tracking import Tracker
-    from equiseg.training import train
+    from equiseg.tracking import Tracker, train_tracked
 
     manifest, root = tiny_data
     base = tmp_path_factory.mktemp("tracked")
@@ -93,8 +92,8 @@ def tracked_run(tiny_data: tuple[Path, Path], tmp_path_factory: pytest.TempPathF
         tracker = Tracker(cfg.tracking)
         with tracker.start_run(run_name="pipeline-train") as run_id:
             tracker.set_lineage_tags(dataset_version="md5-abc.dir", git_commit="0123abc", pipeline_run_id="pr-7")
-            result = train(cfg, manifest=manifest, data_root=root, out_dir=base / "out", tracker=tracker,
-                           show_progress=False)  # fmt: skip
+            result = train_tracked(cfg, manifest=manifest, data_root=root, out_dir=base / "out", tracker=tracker,
+                                   show_progress=False)  # fmt: skip
     finally:
         if previous is None:
             os.environ.pop("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", None)

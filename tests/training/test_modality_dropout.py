@@ -11,7 +11,7 @@ import torch
 from equiseg.config import EquisegConfig
 from equiseg.models import FAMILIES, create_model, supports_missing_modalities
 from equiseg.training import load_model_from_checkpoint, train
-from equiseg.training.loop import drop_modalities, resolve_dropout_mode
+from equiseg.training.epoch import drop_modalities, resolve_dropout_mode
 
 MODALITIES = ("rgb", "depth", "thermal")
 

@@ -14,14 +14,14 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from equiseg.config import TrackingConfig
-from equiseg.tracking import Tracker, TrackingError, resolve_tracking_uri
+from equiseg.tracking import Tracker, TrackingError, configure_store, resolve_tracking_uri
 from equiseg.training import load_model_from_checkpoint
 
 
 def test_training_run_records_params_tags_metrics_and_artifacts(tracked_run: Any, tmp_path: Path) -> None:
     """``tracked_run``: conftest's shared ``equiseg_tiny`` run logged to a fresh SQLite store."""
     result, tracker, run_id = tracked_run.result, tracked_run.tracker, tracked_run.run_id
-    assert result.run_id == run_id and result.model_uri
+    assert result.mlflow_run_id == run_id and result.model_uri
 
     client = MlflowClient(tracker.uri)
     run = client.get_run(run_id)
@@ -64,7 +64,7 @@ def test_logged_model_loads_back_and_predicts_on_every_modality_subset(tracked_r
     }
     with torch.no_grad():
         torch.testing.assert_close(module(batch).logits, reference(batch).logits)
-    mlflow.set_tracking_uri(tracker.uri)
+    configure_store(tracker.uri)
     pyfunc = mlflow.pyfunc.load_model(result.model_uri)
     assert pyfunc.metadata.get_input_schema().input_names() == ["rgb", "depth", "thermal"]
     arrays = {name: tensor.numpy() for name, tensor in batch.items()}

@@ -93,7 +93,7 @@ def test_bad_search_spaces_and_sqlite_workers_are_refused_before_any_trial(
 
 
 def test_tpe_sampler_is_seeded() -> None:
-    from equiseg.tuning import _sampler
+    from equiseg.tuning.study import _sampler
 
     cfg = load_config("smoke")
 

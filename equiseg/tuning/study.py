@@ -1,18 +1,15 @@
-"""Optuna hyper-parameter search over the training loop (issue 6, item 5; mlops-stack.md §6).
+"""Optuna hyper-parameter search over the training loop (docs/training.md).
 
 **Objective.** Each trial trains ``tune.epochs_per_trial`` epochs and returns the best
 ``(clean_miou + emm_avg) / 2`` it reached (:func:`equiseg.training.robustness_objective`, the same value that picks
 the best checkpoint). A single objective rather than Optuna's multi-objective mode, because Optuna cannot prune
-multi-objective studies (§6) and the pipeline needs one "best" to promote; the mean keeps a model from winning on
-clean data while collapsing when a modality is missing (or the reverse). Every evaluated epoch reports the objective,
-so the pruner (``tune.pruner``: median, hyperband or none) stops trials that trail the others.
+multi-objective studies and the pipeline needs one "best" to promote; the mean keeps a model from winning on clean
+data while collapsing when a modality is missing (or the reverse). Every evaluated epoch reports the objective
+through :func:`trial_hooks`, so the pruner (``tune.pruner``: median, hyperband or none) stops trials that trail the
+others; the loop returns ``stopped`` and the objective raises ``optuna.TrialPruned``.
 
 **Sampler.** TPE seeded with ``tune.sampler_seed`` (+ the worker index, so parallel workers do not propose the same
 point); Optuna 5's default ``constant_liar`` keeps parallel workers apart while trials run.
-
-**Search space.** ``tune.search_space`` maps dotted config keys to ``{type: float|int|categorical, low, high, log,
-step, choices}``; a trial's parameters are applied with ``cfg.replace(**params)``, and the best are written as a
-YAML overlay (``best.yaml``) that ``equiseg train --overlay best.yaml`` applies on top of a profile.
 
 **Storage and workers.** Default: an SQLite file ``<out_dir>/optuna.db`` and one worker. Parallel workers are
 separate processes sharing one study through an RDB server (``postgresql+psycopg2://...``); SQLite is refused for
@@ -27,7 +24,7 @@ the best value and the overlay.
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import multiprocessing
 import os
@@ -38,20 +35,19 @@ from typing import Any
 
 import optuna
 import torch
-import yaml
 
 from equiseg.config import ConfigError, EquisegConfig, TrackingConfig
+from equiseg.tracking import Tracker, train_tracked
+from equiseg.training import TrainHooks, TrainResult, train
+from equiseg.tuning.space import suggest_params, validate_search_space, write_overlay
 
 __all__ = [
     "TuningResult",
-    "load_overlay",
+    "default_storage",
     "make_pruner",
     "make_storage",
-    "overlay_overrides",
     "run_study",
-    "suggest_params",
-    "validate_search_space",
-    "write_overlay",
+    "trial_hooks",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,126 +74,6 @@ class TuningResult:
     n_trials: int
     study_name: str = ""
     storage: str = ""
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# search space and overlays
-# ------------------------------------------------------------------------------------------------------------------
-
-
-def suggest_params(
-    trial: optuna.Trial | optuna.trial.FixedTrial, search_space: Mapping[str, Mapping[str, Any]]
-) -> dict[str, Any]:
-    """Draw one value per dotted key of ``search_space`` from ``trial``.
-
-    Raises:
-        ConfigError: an entry lacks ``type`` or its bounds/choices.
-    """
-    params: dict[str, Any] = {}
-    for key, spec in search_space.items():
-        kind = spec.get("type")
-        try:
-            if kind == "float":
-                params[key] = trial.suggest_float(
-                    key,
-                    float(spec["low"]),
-                    float(spec["high"]),
-                    log=bool(spec.get("log", False)),
-                    step=spec.get("step"),
-                )
-            elif kind == "int":
-                params[key] = trial.suggest_int(
-                    key,
-                    int(spec["low"]),
-                    int(spec["high"]),
-                    log=bool(spec.get("log", False)),
-                    step=int(spec.get("step", 1)),
-                )
-            elif kind == "categorical":
-                params[key] = trial.suggest_categorical(key, list(spec["choices"]))
-            else:
-                raise ConfigError(
-                    f"tune.search_space.{key}: type must be float, int or categorical, got {kind!r}, e.g. "
-                    "{type: float, low: 1e-4, high: 3e-3, log: true}"
-                )
-        except KeyError as exc:
-            raise ConfigError(
-                f"tune.search_space.{key}: missing {exc.args[0]!r} (float/int need low and high, categorical needs "
-                "choices)"
-            ) from None
-    return params
-
-
-def validate_search_space(cfg: EquisegConfig) -> None:
-    """Check that every search-space key is a config key accepting its values (fails before any trial runs).
-
-    Raises:
-        ConfigError: unknown dotted key, bad spec, or values of the wrong type (the message lists valid keys).
-    """
-    if not cfg.tune.search_space:
-        raise ConfigError("tune.search_space is empty; add e.g. train.lr: {type: float, low: 1e-4, high: 3e-3}")
-    for key, spec in cfg.tune.search_space.items():
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"tune.search_space.{key} must be a mapping such as {{type: float, low: 0, high: 1}}")
-        if key.startswith("tune.") or "." not in key:
-            raise ConfigError(f"tune.search_space key {key!r} must be a dotted key of another section, e.g. train.lr")
-        probe = optuna.trial.FixedTrial({key: _first_value(spec)})
-        value = suggest_params(probe, {key: spec})[key]
-        cfg.replace(**{key: value})
-
-
-def _first_value(spec: Mapping[str, Any]) -> Any:
-    if spec.get("type") == "categorical":
-        choices = list(spec.get("choices") or [])
-        if not choices:
-            raise ConfigError("categorical search-space entries need a non-empty choices list")
-        return choices[0]
-    if "low" not in spec or "high" not in spec:
-        raise ConfigError(f"search-space entry {dict(spec)} needs low and high")
-    return int(spec["low"]) if spec.get("type") == "int" else float(spec["low"])
-
-
-def write_overlay(params: Mapping[str, Any], path: Path, *, comment: str = "") -> Path:
-    """Write dotted ``params`` as a nested YAML overlay (``{train: {lr: ...}}``); returns the path."""
-    nested: dict[str, Any] = {}
-    for key, value in params.items():
-        node = nested
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    header = "".join(f"# {line}\n" for line in comment.splitlines()) if comment else ""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + yaml.safe_dump(nested, sort_keys=True))
-    return path
-
-
-def overlay_overrides(overlay: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """A nested overlay mapping as ``key=value`` override strings (values JSON-encoded, which YAML reads back)."""
-    items: list[str] = []
-    for key, value in overlay.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            items.extend(overlay_overrides(value, f"{dotted}."))
-        else:
-            items.append(f"{dotted}={json.dumps(value)}")
-    return items
-
-
-def load_overlay(path: Path) -> list[str]:
-    """Read a YAML overlay (e.g. ``best.yaml`` from :func:`run_study`) as override strings for ``load_config``.
-
-    Raises:
-        ConfigError: missing file or not a mapping.
-    """
-    source = Path(path)
-    if not source.is_file():
-        raise ConfigError(f"overlay {source} does not exist; `equiseg tune` writes it as <out>/best.yaml")
-    raw = yaml.safe_load(source.read_text()) or {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"overlay {source} must hold a mapping of sections, e.g. train: {{lr: 0.001}}")
-    return overlay_overrides(raw)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -253,6 +129,25 @@ def _trial_config(base: EquisegConfig, params: Mapping[str, Any]) -> EquisegConf
 # ------------------------------------------------------------------------------------------------------------------
 
 
+def _report_and_prune(trial: optuna.Trial, epoch: int, metrics: Mapping[str, float]) -> bool:
+    """Report an evaluated epoch's objective to ``trial``; True when its pruner says stop."""
+    if "objective" not in metrics:
+        return False
+    trial.report(float(metrics["objective"]), step=epoch)
+    return bool(trial.should_prune())
+
+
+def trial_hooks(trial: optuna.Trial) -> TrainHooks:
+    """:class:`~equiseg.training.TrainHooks` that report every evaluated epoch to ``trial`` and stop when pruned."""
+    return TrainHooks(should_stop=functools.partial(_report_and_prune, trial))
+
+
+def _raise_if_pruned(result: TrainResult) -> None:
+    if result.stopped:
+        objective = result.history[-1].get("objective", float("nan")) if result.history else float("nan")
+        raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run} (objective {objective:.2f})")
+
+
 class _Objective:
     """Callable objective: one short training run per trial, optionally as a nested MLflow run."""
 
@@ -267,55 +162,39 @@ class _Objective:
     ) -> None:
         self.cfg, self.manifest, self.data_root, self.out_dir = cfg, manifest, data_root, out_dir
         self.parent_run_id = parent_run_id
-        self.tracker: Any = None
-        if tracking is not None:
-            from equiseg.tracking import Tracker
-
-            self.tracker = Tracker(tracking)
+        self.tracker = Tracker(tracking) if tracking is not None else None
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from equiseg.training import train
-
         params = suggest_params(trial, self.cfg.tune.search_space)
         cfg = _trial_config(self.cfg, params)
         trial_dir = self.out_dir / f"trial_{trial.number:04d}"
         if self.tracker is None:
-            result = train(
-                cfg,
-                manifest=self.manifest,
-                data_root=self.data_root,
-                out_dir=trial_dir,
-                trial=trial,
-                log_model=False,
-                show_progress=False,
-            )
+            result = train(cfg, manifest=self.manifest, data_root=self.data_root, out_dir=trial_dir,
+                           hooks=trial_hooks(trial), show_progress=False)  # fmt: skip
+            _raise_if_pruned(result)
             return self._value(trial, result.metrics)
-        pruned: optuna.TrialPruned | None = None
         tags = {"optuna.study": self.cfg.tune.study_name, "optuna.trial": str(trial.number)}
         with self.tracker.start_run(
             run_name=f"trial-{trial.number:04d}", nested=True, parent_run_id=self.parent_run_id, tags=tags
         ):
             self.tracker.log_params({f"trial.{k}": v for k, v in params.items()})
-            try:
-                result = train(
-                    cfg,
-                    manifest=self.manifest,
-                    data_root=self.data_root,
-                    out_dir=trial_dir,
-                    tracker=self.tracker,
-                    trial=trial,
-                    log_model=False,
-                    show_progress=False,
-                )
-            except optuna.TrialPruned as exc:
+            result = train_tracked(
+                cfg,
+                manifest=self.manifest,
+                data_root=self.data_root,
+                out_dir=trial_dir,
+                tracker=self.tracker,
+                hooks=trial_hooks(trial),
+                log_model=False,
+                show_progress=False,
+            )
+            if result.stopped:
                 self.tracker.set_tags({"optuna.state": "PRUNED"})
-                pruned = exc
             else:
                 value = self._value(trial, result.metrics)
                 self.tracker.log_metrics({"trial_objective": value})
                 self.tracker.set_tags({"optuna.state": "COMPLETE"})
-        if pruned is not None:
-            raise pruned
+        _raise_if_pruned(result)
         return value
 
     @staticmethod
@@ -364,7 +243,7 @@ def run_study(
     trials: int | None = None,
     storage: str | None = None,
     workers: int | None = None,
-    tracker: Any = None,
+    tracker: Tracker | None = None,
 ) -> TuningResult:
     """Run (or continue) the Optuna study ``cfg.tune.study_name`` and write the best parameters as an overlay.
 
@@ -407,26 +286,42 @@ def run_study(
     tracking = tracker.cfg if tracker is not None else None
     manifest, data_root = Path(manifest).resolve(), Path(data_root).resolve()
 
-    def execute(parent_run_id: str | None) -> TuningResult:
-        if n_workers == 1:
-            _run_worker(
-                cfg, manifest, data_root, out_dir, storage_url, n_trials, n_trials, 0, tracking, parent_run_id, 0
-            )
-        else:
-            _run_processes(cfg, manifest, data_root, out_dir, storage_url, shares, n_trials, tracking, parent_run_id)
-        return _summarise(cfg, storage_url, out_dir)
-
+    plan = _Plan(cfg, manifest, data_root, out_dir, storage_url, shares, tracking)
     if tracker is None:
-        return execute(None)
-    with tracker.start_run(run_name=f"tune-{cfg.tune.study_name}", reuse_active=False) as run_id:
+        return _execute(plan, None)
+    with tracker.start_run(run_name=f"tune-{cfg.tune.study_name}", reuse_active=False) as mlflow_run_id:
         tracker.log_config(cfg)
         tracker.set_tags({"optuna.study": cfg.tune.study_name, "optuna.workers": n_workers})
         tracker.set_lineage_tags()
-        result = execute(run_id)
+        result = _execute(plan, mlflow_run_id)
         tracker.log_params({f"best.{k}": v for k, v in result.best_params.items()})
         tracker.log_metrics({"best_objective": result.best_value, "n_trials": float(result.n_trials)})
         tracker.log_artifact(result.overlay_path)
         return result
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every worker of one :func:`run_study` call shares."""
+
+    cfg: EquisegConfig
+    manifest: Path
+    data_root: Path
+    out_dir: Path
+    storage_url: str
+    shares: list[int]
+    tracking: TrackingConfig | None
+
+
+def _execute(plan: _Plan, parent_run_id: str | None) -> TuningResult:
+    """Run the planned trials (in this process, or one process per worker) and summarise the study."""
+    total = sum(plan.shares)
+    args = (plan.cfg, plan.manifest, plan.data_root, plan.out_dir, plan.storage_url)
+    if len(plan.shares) == 1:
+        _run_worker(*args, total, total, 0, plan.tracking, parent_run_id, 0)
+    else:
+        _run_processes(*args, plan.shares, total, plan.tracking, parent_run_id)
+    return _summarise(plan.cfg, plan.storage_url, plan.out_dir)
 
 
 def _run_processes(

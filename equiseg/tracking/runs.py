@@ -1,21 +1,12 @@
-"""MLflow run tracking: the only module of equiseg that talks to MLflow for runs (docs/design.md, issue 6).
+"""MLflow runs: :class:`Tracker`, the only class of equiseg that logs to MLflow runs (docs/design.md).
 
 * :class:`Tracker` resolves ``tracking.uri`` (relative ``sqlite:///runs/mlflow.db`` paths against the working
   directory), creates the experiment with its ``artifact_location``, and wraps every MLflow call in bounded
   retries with exponential backoff; when the server stays unreachable it raises :class:`TrackingError` saying so.
-  The training loop writes its checkpoints before it logs, so a tracking outage never costs a checkpoint.
+  Training writes its checkpoints before it logs, so a tracking outage never costs a checkpoint.
 * Runs carry the flattened config as params (chunked to MLflow's batch limit), the resolved YAML as an artifact,
   lineage tags (dataset version, git commit, pipeline run id), per-step and per-epoch metrics, system metrics,
-  figures (curves, sample predictions) and the model.
-* **Model serialization** (mlops-stack.md §3.2): ``pt2`` needs plain tensor inputs with only the batch dimension
-  dynamic, but our input is a dict of modalities, any subset, any size; ``pickle`` would pickle code objects.
-  :func:`log_model` therefore logs an ``mlflow.pyfunc`` model: a small :class:`EquisegPyfuncModel` (pickled by
-  reference to this importable class, no code captured) plus the self-describing checkpoint as an artifact; loading
-  rebuilds the network with ``create_model`` and loads the weights with ``torch.load(weights_only=True)``. The
-  signature names one float32 tensor ``(-1, C, -1, -1)`` per modality and a ``modalities`` parameter choosing the
-  subset the network sees (MLflow's tensor specs are all required, so absent modalities travel as zero arrays of
-  any size, which is also the project's "missing" convention). ``pip_requirements`` are pinned from the installed
-  versions, which keeps ``log_model`` fast (no requirement inference subprocess).
+  figures (curves, sample predictions) and the model (:mod:`equiseg.tracking.models`).
 """
 
 from __future__ import annotations
@@ -26,35 +17,32 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
 import mlflow
-import numpy as np
 import torch
+from matplotlib.figure import Figure
 from mlflow.exceptions import MlflowException
-from mlflow.models.signature import ModelSignature
-from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
-from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 from sqlalchemy.exc import OperationalError
 from torch import nn
 
 from equiseg import provenance
 from equiseg.config import EquisegConfig, TrackingConfig, config_hash, config_to_yaml, flatten_config
+from equiseg.tracking.figures import curves_figure, predictions_figure
+from equiseg.tracking.models import (
+    EquisegPyfuncModel,
+    checkpoint_signature,
+    is_model_uri,
+    load_model,
+    pinned_requirements,
+)
+from equiseg.tracking.store import TrackingError, configure_store, resolve_artifact_location, resolve_tracking_uri
+from equiseg.training.checkpoint import load_checkpoint
 
-__all__ = [
-    "EquisegPyfuncModel",
-    "Tracker",
-    "TrackingError",
-    "load_model",
-    "model_signature",
-    "pinned_requirements",
-    "resolve_artifact_location",
-    "resolve_tracking_uri",
-]
+__all__ = ["Tracker"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,116 +51,6 @@ T = TypeVar("T")
 _PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST"}
 #: Non-MLflow exceptions worth retrying: network and database hiccups (other errors are bugs and propagate).
 _TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OSError, ConnectionError, TimeoutError, OperationalError)
-#: Distributions pinned into the logged model's requirements (those the pyfunc needs to rebuild the network).
-_MODEL_REQUIREMENTS = ("torch", "torchvision", "timm", "numpy", "pyarrow", "PyYAML", "mlflow", "cloudpickle")
-
-
-class TrackingError(RuntimeError):
-    """MLflow could not be reached or refused a request after the configured retries."""
-
-
-def _use_store(uri: str) -> None:
-    """Point MLflow's global tracking AND registry URIs at one store.
-
-    equiseg keeps the model registry in the tracking store. Setting only the tracking URI would leave a registry URI
-    from an earlier call in this process (MLflow also exports both as environment variables to child processes), and
-    registering a model would then go to the wrong, possibly dead, server.
-    """
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-
-
-def resolve_tracking_uri(uri: str, cwd: Path | None = None) -> str:
-    """Absolute tracking URI: ``sqlite:///relative.db`` becomes ``sqlite:////<cwd>/relative.db``; others unchanged.
-
-    An empty URI means the default ``sqlite:///runs/mlflow.db``.
-    """
-    uri = uri or TrackingConfig().uri
-    base = Path(cwd) if cwd is not None else Path.cwd()
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and uri != prefix + ":memory:":
-        db_path = (base / uri[len(prefix) :]).resolve()
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{db_path}"
-    if uri.startswith("sqlite:////"):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    return uri
-
-
-def resolve_artifact_location(location: str, cwd: Path | None = None) -> str | None:
-    """``file://`` URI for a local folder (relative to ``cwd``), URIs unchanged, ``None`` for the server default."""
-    if not location:
-        return None
-    if "://" in location:
-        return location
-    base = Path(cwd) if cwd is not None else Path.cwd()
-    return (base / location).resolve().as_uri()
-
-
-def pinned_requirements() -> list[str]:
-    """``name==version`` for the distributions the logged model needs, from the running environment."""
-    pins = []
-    for name in _MODEL_REQUIREMENTS:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            pins.append(f"{name}=={metadata.version(name)}")
-    return pins
-
-
-def model_signature(modalities: Sequence[str], in_chans: Mapping[str, int], num_classes: int) -> ModelSignature:
-    """Named float32 ``(-1, C, -1, -1)`` input per modality, ``(-1, K, -1, -1)`` logits, a ``modalities`` param."""
-    inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, int(in_chans[m]), -1, -1), m) for m in modalities])
-    outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, int(num_classes), -1, -1))])
-    params = ParamSchema([ParamSpec("modalities", "string", ",".join(modalities))])
-    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
-
-
-class EquisegPyfuncModel(PythonModel):
-    """pyfunc wrapper: rebuilds the network from the ``checkpoint`` artifact and predicts logits.
-
-    ``predict(context, {modality: (B, C, H, W) float32}, params={"modalities": "rgb,depth"})`` feeds the listed
-    modalities (default: every one given) to the network and returns ``(B, K, H, W)`` float32 logits.
-    """
-
-    def __init__(self) -> None:
-        self.model: nn.Module | None = None
-
-    def load_context(self, context: Any) -> None:
-        """Rebuild the model from the logged checkpoint (weights-only, strict)."""
-        from equiseg.training.checkpoint import load_model_from_checkpoint
-
-        self.model, _ = load_model_from_checkpoint(context.artifacts["checkpoint"], device="cpu")
-
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
-        """Logits for the selected modalities of ``model_input`` (a dict of arrays)."""
-        if self.model is None:
-            raise RuntimeError("the pyfunc model has no network; load it with mlflow.pyfunc.load_model")
-        if not isinstance(model_input, Mapping):
-            raise TypeError(f"expected a dict modality -> (B, C, H, W) array, got {type(model_input).__name__}")
-        wanted = str((params or {}).get("modalities") or "")
-        names = [m.strip() for m in wanted.split(",") if m.strip()] or list(model_input)
-        missing = [m for m in names if m not in model_input]
-        if missing:
-            raise ValueError(f"params modalities {names} name {missing}, which the input dict lacks")
-        tensors = {m: torch.as_tensor(np.asarray(model_input[m], dtype=np.float32)) for m in names}
-        with torch.inference_mode():
-            output = self.model(tensors)
-        logits = output.logits if hasattr(output, "logits") else output
-        return logits.float().cpu().numpy()
-
-
-def load_model(model_uri: str, device: str | torch.device = "cpu") -> nn.Module:
-    """The torch ``nn.Module`` (eval mode) behind a model logged by :meth:`Tracker.log_model`.
-
-    Args:
-        model_uri: e.g. ``models:/m-<id>`` or ``models:/equiseg@champion``; the tracking URI must be set
-            (a :class:`Tracker` does it).
-        device: where to put the module.
-    """
-    pyfunc = mlflow.pyfunc.load_model(model_uri)
-    wrapper = pyfunc.unwrap_python_model()
-    if not isinstance(wrapper, EquisegPyfuncModel) or wrapper.model is None:
-        raise TypeError(f"{model_uri} is not an equiseg model logged by equiseg.tracking.Tracker.log_model")
-    return wrapper.model.to(device).eval()
 
 
 def _known(commit: str) -> str | None:
@@ -268,7 +146,7 @@ class Tracker:
             tags: extra tags.
             reuse_active: when a run is already active in this process, log into it and leave it open.
         """
-        _use_store(self.uri)
+        configure_store(self.uri)
         active = mlflow.active_run()
         if reuse_active and active is not None:
             yield active.info.run_id
@@ -386,43 +264,14 @@ class Tracker:
         """Write ``text`` as an artifact file of the active run."""
         self._call("logging text", mlflow.log_text, text, artifact_file)
 
-    def log_figure(self, figure: Any, artifact_file: str) -> None:
-        """Log a matplotlib figure (e.g. ``figures/curves.png``) and close it."""
-        import matplotlib.pyplot as plt
-
-        try:
-            self._call("logging a figure", mlflow.log_figure, figure, artifact_file)
-        finally:
-            plt.close(figure)
+    def log_figure(self, figure: Figure, artifact_file: str) -> None:
+        """Log a matplotlib figure, e.g. ``figures/curves.png``."""
+        self._call("logging a figure", mlflow.log_figure, figure, artifact_file)
 
     def log_curves(self, history: Sequence[Mapping[str, float]], artifact_file: str = "figures/curves.png") -> None:
         """Plot per-epoch training loss, mIoU metrics and LR from ``history`` (one dict per epoch)."""
-        if not history:
-            return
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        epochs = [int(h.get("epoch", i)) for i, h in enumerate(history)]
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-        panels: list[tuple[Any, tuple[str, ...], str]] = [
-            (axes[0], ("train_loss",), "loss"),
-            (axes[1], ("val_miou", "clean_miou", "emm_avg", "objective"), "mIoU (points)"),
-            (axes[2], ("lr",), "learning rate"),
-        ]
-        for axis, keys, label in panels:
-            for key in keys:
-                points = [(e, h[key]) for e, h in zip(epochs, history, strict=True) if key in h]
-                if points:
-                    axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=key)
-            axis.set_xlabel("epoch")
-            axis.set_ylabel(label)
-            axis.grid(alpha=0.3)
-            if axis.lines:
-                axis.legend(fontsize=8)
-        fig.tight_layout()
-        self.log_figure(fig, artifact_file)
+        if history:
+            self.log_figure(curves_figure(history), artifact_file)
 
     def log_sample_predictions(
         self,
@@ -433,40 +282,9 @@ class Tracker:
         max_samples: int = 4,
     ) -> None:
         """Grid of the first samples: every modality, ground truth and prediction (ignore pixels black)."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        from equiseg.modalities import to_unit
-
-        count = min(max_samples, labels.shape[0])
-        if count == 0:
-            return
-        names = list(inputs)
-        columns = len(names) + 2
-        fig, axes = plt.subplots(count, columns, figsize=(2.2 * columns, 2.2 * count), squeeze=False)
-        vmax = max(
-            int(predictions.max().item()), int(labels[labels != 255].max().item()) if (labels != 255).any() else 0, 1
-        )
-        for row in range(count):
-            for col, name in enumerate(names):
-                image = to_unit(inputs[name][row].detach().float().cpu(), name).clamp(0, 1)
-                shown = image.permute(1, 2, 0).numpy() if image.shape[0] == 3 else image[0].numpy()
-                axes[row][col].imshow(shown, cmap=None if image.shape[0] == 3 else "gray")
-                axes[row][col].set_title(name if row == 0 else "", fontsize=8)
-            gt = np.ma.masked_equal(labels[row].cpu().numpy(), 255)
-            axes[row][-2].imshow(gt, cmap="tab20", vmin=0, vmax=vmax, interpolation="nearest")
-            axes[row][-1].imshow(
-                predictions[row].cpu().numpy(), cmap="tab20", vmin=0, vmax=vmax, interpolation="nearest"
-            )
-            if row == 0:
-                axes[row][-2].set_title("label", fontsize=8)
-                axes[row][-1].set_title("prediction", fontsize=8)
-            for axis in axes[row]:
-                axis.axis("off")
-        fig.tight_layout()
-        self.log_figure(fig, artifact_file)
+        figure = predictions_figure(inputs, labels, predictions, max_samples)
+        if figure is not None:
+            self.log_figure(figure, artifact_file)
 
     # ---------------------------------------------------------------------------------------------------------------
     # models
@@ -479,19 +297,10 @@ class Tracker:
             CheckpointError: the checkpoint is unreadable (checked before anything is uploaded).
             TrackingError: no active run, or MLflow failed after the retries.
         """
-        from equiseg.training.checkpoint import load_checkpoint
-
         if mlflow.active_run() is None:
             raise TrackingError("log_model needs an active run; call it inside `with tracker.start_run(...)`")
         ckpt = load_checkpoint(checkpoint_path)
-        build = ckpt["build_kwargs"]
-        modalities = list(build["modalities"])
-        in_chans = dict(build.get("in_chans") or {})
-        if set(in_chans) != set(modalities):
-            from equiseg.modalities import channels_of
-
-            in_chans = {m: in_chans.get(m, channels_of(m)) for m in modalities}
-        signature = model_signature(modalities, in_chans, int(build["num_classes"]))
+        signature, modalities = checkpoint_signature(ckpt)
         info = self._call(
             "logging the model",
             mlflow.pyfunc.log_model,
@@ -505,14 +314,16 @@ class Tracker:
         )
         return str(info.model_uri)
 
-    def load_model(self, model_uri: str, device: str | torch.device = "cpu") -> nn.Module:
-        """:func:`load_model` against this tracker's URI."""
-        _use_store(self.uri)
-        return self._call("loading the model", load_model, model_uri, device)
+    def load_model(self, ref: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
+        """:func:`~equiseg.tracking.load_model` (a checkpoint path or a model URI) against this tracker's store."""
+        if not is_model_uri(ref):  # a checkpoint path: no store, no retries (a missing file is not transient)
+            return load_model(ref, device)
+        configure_store(self.uri)
+        return self._call("loading the model", load_model, ref, device)
 
     def download_checkpoint(self, model_uri: str, dst_dir: Path | None = None) -> Path:
         """Local path of the checkpoint artifact inside a logged model."""
-        _use_store(self.uri)
+        configure_store(self.uri)
         target = dst_dir or Path(tempfile.mkdtemp(prefix="equiseg-model-"))
         local = self._call(
             "downloading the model", mlflow.artifacts.download_artifacts, artifact_uri=model_uri, dst_path=str(target)
