@@ -344,7 +344,10 @@ def test_checker_flags_third_party_in_core_and_uncommented_function_imports() ->
 
 
 def test_component_and_length_checkers_on_planted_text() -> None:
-    source = "import json\nfrom kfp import dsl\nfrom ._image import BASE_IMAGE\nimport equiseg\n\ndef op():\n    from equiseg.steps import train\n"
+    source = (
+        "import json\nfrom kfp import dsl\nfrom ._image import BASE_IMAGE\nimport equiseg\n\n"
+        "def op():\n    from equiseg.steps import train\n"
+    )
     (violation,) = check_component(source, path="components/x.py")
     assert violation.line == 4 and "equiseg" in violation.message
     long_function = "def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES
