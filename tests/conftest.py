@@ -1,6 +1,7 @@
 """Shared pytest fixtures and markers: the one tiny config, the one synthetic-dataset factory, the one MLflow server.
 
-- ``tiny_overrides`` / ``tiny_cfg``: the smoke profile shrunk to 16 samples of 32 px, 4 classes, ``equiseg_tiny``.
+- ``tiny_overrides`` / ``tiny_cfg``: the smoke profile shrunk to 16 samples of 32 px, 4 classes, ``equiseg_tiny``;
+  ``tiny_pipeline_overrides``: the same profile shrunk for a whole pipeline run (24 samples, 1 epoch, 1 trial).
 - ``make_synthetic`` / ``tiny_data``: synthetic datasets (``equiseg.data.generate_synthetic``, no progress bars).
 - ``new_postgres_database`` / ``mlflow_server``: fresh PostgreSQL databases and a real ``mlflow server`` on them.
 """
@@ -49,6 +50,15 @@ TINY_OVERRIDES = (
     "tune.epochs_per_trial=1",
 )
 TINY_MODALITIES = ("rgb", "depth", "thermal")
+#: The whole retraining pipeline, smaller than the smoke profile so the default suite stays quick; the same code path.
+TINY_PIPELINE_OVERRIDES = (
+    "data.samples=24",
+    "data.image_size=32",
+    "train.epochs=1",
+    "tune.trials=1",
+    "robustness.bootstrap_samples=50",
+    "gate.bootstrap_samples=50",
+)
 
 # Keep CPU tests predictable on a 2-core machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -90,6 +100,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def tiny_overrides() -> tuple[str, ...]:
     """The ``--set`` items that shrink the smoke profile for tests (:data:`TINY_OVERRIDES`)."""
     return TINY_OVERRIDES
+
+
+@pytest.fixture
+def tiny_pipeline_overrides() -> list[str]:
+    """The ``--set`` items that shrink the smoke profile for whole-pipeline runs (:data:`TINY_PIPELINE_OVERRIDES`)."""
+    return list(TINY_PIPELINE_OVERRIDES)
 
 
 @pytest.fixture(scope="session")
