@@ -8,18 +8,19 @@ library (docs/design.md: the core needs only torch, timm, numpy, pyarrow, pillow
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # minutes: builds a wheel and installs torch into a fresh venv
-
 EXTRAS_ONLY = ("mlflow", "mlflow-skinny", "kfp", "kfp-kubernetes", "great-expectations", "dvc", "optuna",
                "psycopg2-binary")  # fmt: skip
 EXTRA_MODULES = ("mlflow", "kfp", "great_expectations", "dvc", "optuna", "psycopg2")
+CORE = {"torch", "torchvision", "timm", "numpy", "pyarrow", "pillow", "pyyaml", "click", "tqdm", "matplotlib"}
 SOURCES = ("pyproject.toml", "README.md", "equiseg", "components", "pipelines")
 
 TRAIN_ONE_STEP = f"""
@@ -48,6 +49,22 @@ def _run(command: list[str], timeout: float, **kwargs: object) -> subprocess.Com
     return done
 
 
+def _names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~\[; ]", item, maxsplit=1)[0].lower() for item in requirements}
+
+
+def test_core_dependencies_are_what_the_core_needs_and_the_rest_are_extras(repo_root: Path) -> None:
+    project = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert _names(project["dependencies"]) == CORE
+    assert {"mlflow", "optuna", "great-expectations", "dvc", "psycopg2-binary"} <= _names(extras["mlops"])
+    assert _names(extras["pipeline"]) == {"kfp", "kfp-kubernetes"}
+    assert extras["all"] == ["equiseg[mlops,pipeline]"]
+    assert {"dev", "bench"} <= set(extras)
+    assert '-e ".[all,dev]"' in (repo_root / "Makefile").read_text()
+
+
+@pytest.mark.slow  # minutes: builds a wheel and installs torch into a fresh venv
 def test_wheel_without_extras_installs_no_mlops_stack_and_trains_a_step(
     repo_root: Path, tiny_overrides: tuple[str, ...], tmp_path: Path
 ) -> None:
