@@ -125,90 +125,68 @@ def _has_comment(lines: list[str], lineno: int) -> bool:
     return any(text and not text.startswith(TOOL_DIRECTIVES) for text in comments)
 
 
+NO_FLOOR = "{target} is on no floor: add it to FLOORS in tests/code/test_layers.py and to the table in docs/design.md"
+UNCOMMENTED = (
+    "import of {target} inside a function body: move it to the module top; only an optional heavy dependency stays "
+    "inside, with a comment saying why (e.g. `# optional: the [mlops] extra`)"
+)
+OUTWARD = "{module} imports {target}: equiseg never imports {top}/ (the arrows run {top}/ -> equiseg); pass it in"
+THIRD_PARTY = (
+    "{module} ({package}, {floor}) imports {top}: ground and core import only the standard library and "
+    + ", ".join(sorted(CORE_THIRD_PARTY))
+    + "; move this code to an adapter (equiseg.tracking, versioning, expectations, tuning, promotion)"
+)
+COMPONENT_TOP = (
+    "component imports {target} at module top: import only the standard library and kfp there; call equiseg inside "
+    "the component function"
+)
+ARROW = (
+    "arrow goes {kind}: {package} ({floor}) imports {target} ({other}, {other_floor}). Move the shared code down to "
+    "{package}'s floor or below, or pass it in from above as an argument or callable (docs/design.md)"
+)
+
+
 def check_module(module: str, source: str, *, path: str = "", is_package: bool = False) -> list[Violation]:
     """Layer violations of one ``equiseg`` module: upward or sideways arrows, third-party imports in ground/core,
     imports of ``components``/``pipelines``, and imports inside a function body without a comment saying why."""
     where = path or module.replace(".", "/") + ".py"
     own = package_of(module)
     if own is None:
-        return [
-            Violation(
-                where,
-                1,
-                f"{module} is on no floor: add it to FLOORS in tests/code/test_layers.py and to "
-                "the table in docs/design.md",
-            )
-        ]
+        return [Violation(where, 1, NO_FLOOR.format(target=module))]
     package, rank = own
     found: list[Violation] = []
     for imp in read_imports(module, source, is_package=is_package):
         top = imp.target.split(".")[0]
         if imp.in_function and not imp.commented:
-            found.append(
-                Violation(
-                    where,
-                    imp.line,
-                    f"import of {imp.target} inside a function body: move it to the "
-                    "module top; only an optional heavy dependency stays inside, with a comment on "
-                    "the line saying why (e.g. `# optional: the [mlops] extra`)",
-                )
-            )
+            found.append(Violation(where, imp.line, UNCOMMENTED.format(target=imp.target)))
         if top == "equiseg":
-            found += _check_arrow(where, imp, package, rank)
+            message = _arrow_message(imp.target, package, rank)
         elif top in OUTER:
-            found.append(
-                Violation(
-                    where,
-                    imp.line,
-                    f"{module} imports {imp.target}: equiseg never imports "
-                    f"{top}/ (the arrows run {top}/ -> equiseg); pass what it needs in as an argument",
-                )
-            )
+            message = OUTWARD.format(module=module, target=imp.target, top=top)
         elif rank < 20 and top not in STDLIB and top not in CORE_THIRD_PARTY:
-            found.append(
-                Violation(
-                    where,
-                    imp.line,
-                    f"{module} ({package}, {FLOOR_OF_RANK[rank]}) imports {top}: "
-                    f"ground and core import only the standard library and "
-                    f"{', '.join(sorted(CORE_THIRD_PARTY))}; move this code to an adapter "
-                    "(equiseg.tracking, tuning, promotion, versioning, expectations)",
-                )
-            )
+            message = THIRD_PARTY.format(module=module, package=package, floor=FLOOR_OF_RANK[rank], top=top)
+        else:
+            message = ""
+        if message:
+            found.append(Violation(where, imp.line, message))
     return found
 
 
-def _check_arrow(where: str, imp: Import, package: str, rank: int) -> list[Violation]:
-    target = package_of(imp.target)
-    if target is None:  # a name of the root package (equiseg.__version__) or an unmapped module
-        parts = imp.target.split(".")
-        if (
-            len(parts) == 2
-            and not (REPO / "equiseg" / parts[1]).exists()
-            and not (REPO / "equiseg" / f"{parts[1]}.py").exists()
-        ):
-            return []
-        return [
-            Violation(
-                where,
-                imp.line,
-                f"{imp.target} is on no floor: add it to FLOORS in "
-                "tests/code/test_layers.py and to the table in docs/design.md",
-            )
-        ]
-    other, other_rank = target
+def _arrow_message(target: str, package: str, rank: int) -> str:
+    """Why importing ``target`` from ``package`` breaks the floors; empty when it does not."""
+    floor = package_of(target)
+    if floor is None:
+        name = target.split(".")
+        is_module = (REPO / "equiseg" / name[1]).exists() or (REPO / "equiseg" / f"{name[1]}.py").exists()
+        if len(name) == 2 and not is_module:
+            return ""  # a name defined in equiseg/__init__.py, such as __version__
+        return NO_FLOOR.format(target=target)
+    other, other_rank = floor
     if other == package or other_rank < rank:
-        return []
+        return ""
     kind = "up" if other_rank > rank else "sideways"
-    return [
-        Violation(
-            where,
-            imp.line,
-            f"arrow goes {kind}: {package} ({FLOOR_OF_RANK[rank]}) imports {imp.target} "
-            f"({other}, {FLOOR_OF_RANK[other_rank]}). Move the shared code down to {package}'s floor or "
-            f"below, or pass it in from above as an argument or callable (docs/design.md)",
-        )
-    ]
+    return ARROW.format(kind=kind, package=package, floor=FLOOR_OF_RANK[rank], target=target, other=other,
+                        other_floor=FLOOR_OF_RANK[other_rank])  # fmt: skip
 
 
 def _equiseg_modules() -> list[tuple[str, Path, bool]]:
@@ -254,14 +232,7 @@ def check_component(source: str, *, path: str) -> list[Violation]:
     for imp in read_imports("components.x", source):
         top = imp.target.split(".")[0]
         if not imp.in_function and top not in STDLIB and top not in ("kfp", "components"):
-            found.append(
-                Violation(
-                    path,
-                    imp.line,
-                    f"component imports {imp.target} at module top: import only the "
-                    "standard library and kfp there; call equiseg inside the component function",
-                )
-            )
+            found.append(Violation(path, imp.line, COMPONENT_TOP.format(target=imp.target)))
     return found
 
 
@@ -283,13 +254,8 @@ def check_lengths(source: str, *, path: str) -> list[Violation]:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             length = (node.end_lineno or node.lineno) - node.lineno + 1
             if length > MAX_FUNCTION_LINES:
-                found.append(
-                    Violation(
-                        path,
-                        node.lineno,
-                        f"{node.name} is {length} lines (limit {MAX_FUNCTION_LINES}): split it by job",
-                    )
-                )
+                message = f"{node.name} is {length} lines (limit {MAX_FUNCTION_LINES}): split it by job"
+                found.append(Violation(path, node.lineno, message))
     return found
 
 
@@ -353,3 +319,11 @@ def test_component_and_length_checkers_on_planted_text() -> None:
     long_function = "def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES
     assert [v.line for v in check_lengths(long_function, path="m.py")] == [1]
     assert len(check_lengths("x = 1\n" * (MAX_FILE_LINES + 1), path="m.py")) == 1
+
+
+def test_checker_flags_an_upward_import_planted_in_a_real_module() -> None:
+    source = (REPO / "equiseg" / "modalities.py").read_text()
+    clean = {str(v) for v in check_module("equiseg.modalities", source)}
+    planted = source + "\nfrom equiseg.tracking import load_model\n"
+    new = [v for v in check_module("equiseg.modalities", planted) if str(v) not in clean]
+    assert len(new) == 1 and new[0].line == len(planted.splitlines()) and "arrow goes up" in new[0].message
