@@ -1,7 +1,8 @@
 # equiseg: two commands on a fresh machine.
 #   make run   - set up .venv and run the main job (the retraining pipeline, locally, smoke profile)
 #   make test  - set up .venv, lint, and run the test suite
-# Every install passes -c constraints.txt. A stamp keyed on pyproject.toml + constraints.txt avoids reinstalls.
+# Every install passes -c constraints.txt; the dev venv gets every extra ([all,dev]).
+# A stamp keyed on pyproject.toml + constraints.txt avoids reinstalls.
 
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -24,11 +25,11 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade "pip>=24" -c constraints.txt
-	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[all,dev]"
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install equiseg with the pinned constraints (only when they changed)
+setup: $(STAMP) ## create .venv and install equiseg[all,dev] with the pinned constraints (only when they changed)
 
 run: setup ## run the main job: the whole retraining pipeline locally (PROFILE=smoke)
 	$(BIN)/equiseg pipeline run --profile $(PROFILE)

@@ -2,8 +2,8 @@
 
 Tensors travel between data, models and robustness code *normalised*: RGB as ``(x/255 - ImageNet mean) / std``,
 every other modality scaled to [0, 1] (mean 0, std 1 in this table). So a zero tensor is mean-colour RGB and black
-for the other sensors, which is exactly the "missing" of the robustness benchmark (Liao et al., arXiv 2503.18445,
-§3.3 of the reference). Degradations defined in image space use :func:`to_unit` / :func:`from_unit`.
+for the other sensors, which is exactly the "missing" of the robustness benchmark (docs/robustness.md, "Missing
+modalities"). Degradations defined in image space use :func:`to_unit` / :func:`from_unit`.
 """
 
 from __future__ import annotations

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from equiseg.data import generate_synthetic
 
 MODALITIES = ("rgb", "depth", "thermal")
 
 
 @pytest.fixture(scope="session")
-def synthetic_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def synthetic_source(tmp_path_factory: pytest.TempPathFactory, make_synthetic: Callable[..., Path]) -> Path:
     """12 scenes at 32 px (rgb, depth, thermal); treat as read-only, use ``synthetic_copy`` to mutate."""
     out = tmp_path_factory.mktemp("synthetic")
-    generate_synthetic(out, samples=12, size=32, modalities=MODALITIES, seed=7, progress=False)
+    make_synthetic(out, samples=12, modalities=MODALITIES, seed=7, num_classes=None)
     return out
 
 

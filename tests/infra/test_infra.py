@@ -268,7 +268,8 @@ def test_dockerfile_contract(dockerfile: Path) -> None:
         assert "EQUISEG_CONFIG_DIR=/opt/equiseg/configs" in runtime
         for package in ("equiseg/", "components/", "pipelines/"):
             assert f"COPY {package} {package}" in text, f"{package} must be installed into the image"
-        assert "pip install" in text and "-c constraints.txt ." in text
+        assert "pip install" in text and '-c constraints.txt ".[all]"' in text, "images install every extra"
+        assert "extras['mlops'] + extras['pipeline']" in text, "the dependency layer must hold the extras too"
     if dockerfile.name == "Dockerfile.gpu":
         assert re.search(r"(?m)^ARG CUDA_IMAGE=nvidia/cuda:\S+", text), "GPU image must be based on nvidia/cuda"
 

@@ -10,24 +10,16 @@ from mlflow import MlflowClient
 
 from pipelines.local import run_local
 
-# Smaller than the smoke profile so the default suite stays quick; the same code path.
-FAST = [
-    "data.samples=24",
-    "data.image_size=32",
-    "train.epochs=1",
-    "tune.trials=1",
-    "robustness.bootstrap_samples=50",
-    "gate.bootstrap_samples=50",
-]
-
 
 def _client(workdir: Path) -> MlflowClient:
     uri = f"sqlite:///{workdir / 'runs' / 'mlflow.db'}"
     return MlflowClient(tracking_uri=uri, registry_uri=uri)  # explicit: the registry URI defaults to a global
 
 
-def test_local_run_validates_versions_trains_gates_and_registers(workdir: Path) -> None:
-    run = run_local("smoke", FAST, run_id="first")
+def test_local_run_validates_versions_trains_gates_and_registers(
+    workdir: Path, tiny_pipeline_overrides: list[str]
+) -> None:
+    run = run_local("smoke", tiny_pipeline_overrides, run_id="first")
     summary = run.summary
     assert summary["state"] == "SUCCEEDED"
     # Every report the user is told about exists.
@@ -53,9 +45,9 @@ def test_local_run_validates_versions_trains_gates_and_registers(workdir: Path) 
 
 
 @pytest.mark.slow
-def test_second_run_rescores_the_champion_on_the_same_data(workdir: Path) -> None:
-    first = run_local("smoke", FAST, run_id="first")
-    second = run_local("smoke", FAST, run_id="second")
+def test_second_run_rescores_the_champion_on_the_same_data(workdir: Path, tiny_pipeline_overrides: list[str]) -> None:
+    first = run_local("smoke", tiny_pipeline_overrides, run_id="first")
+    second = run_local("smoke", tiny_pipeline_overrides, run_id="second")
     assert first.summary["dataset_version"] == second.summary["dataset_version"]
     gate = json.loads((second.run_dir / "gate" / "gate.json").read_text())
     assert gate["first_run"] is False
@@ -63,9 +55,9 @@ def test_second_run_rescores_the_champion_on_the_same_data(workdir: Path) -> Non
     assert second.summary["gate_decision"]
 
 
-def test_failed_step_still_writes_the_summary(workdir: Path) -> None:
+def test_failed_step_still_writes_the_summary(workdir: Path, tiny_pipeline_overrides: list[str]) -> None:
     with pytest.raises(RuntimeError, match="failed"):
-        run_local("smoke", [*FAST, "data.source=pst900"], run_id="broken")
+        run_local("smoke", [*tiny_pipeline_overrides, "data.source=pst900"], run_id="broken")
     summary = json.loads((workdir / "runs" / "broken" / "summary.json").read_text())
     assert summary["state"] == "FAILED"
     assert "ingest-root" in summary["error"] or summary["steps"]["prepare_data"]["status"] == "failed"

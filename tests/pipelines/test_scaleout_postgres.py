@@ -21,12 +21,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 def test_smoke_pipeline_against_mlflow_server_and_optuna_on_postgres(
-    workdir: Path, mlflow_server: Any, new_postgres_database: Callable[[], str]
+    workdir: Path, mlflow_server: Any, new_postgres_database: Callable[[], str], tiny_pipeline_overrides: list[str]
 ) -> None:
     optuna_url = new_postgres_database()
     run = run_local(
         "smoke",
         [
+            *tiny_pipeline_overrides,
             f"tracking.uri={mlflow_server.url}",
             # Racing gates on an HTTP server serialise on a PostgreSQL advisory lock in the server's database.
             f"gate.lock_uri={mlflow_server.backend_store}",
@@ -34,9 +35,6 @@ def test_smoke_pipeline_against_mlflow_server_and_optuna_on_postgres(
             f"tune.storage={optuna_url}",
             "tune.workers=2",
             "tune.trials=4",
-            "data.samples=24",
-            "data.image_size=32",
-            "train.epochs=1",
         ],
         run_id="scaleout",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,23 +26,13 @@ MODEL = "equiseg-e2e"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def world(tmp_path_factory: pytest.TempPathFactory, make_synthetic: Callable[..., Path]) -> dict[str, object]:
     """Synthetic data, two real tiny checkpoints and a config pointing at a fresh sqlite MLflow."""
-    from equiseg.data.synthetic import generate_synthetic
     from equiseg.models import create_model
     from equiseg.training import save_checkpoint
 
     root = tmp_path_factory.mktemp("gate-e2e")
-    manifest = generate_synthetic(
-        root / "data",
-        samples=12,
-        size=32,
-        modalities=("rgb", "depth", "thermal"),
-        seed=0,
-        num_classes=4,
-        val_fraction=0.5,
-        progress=False,
-    )
+    manifest = make_synthetic(root / "data", samples=12, val_fraction=0.5)
     cfg = load_config(
         "smoke",
         [

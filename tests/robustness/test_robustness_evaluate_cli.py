@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,15 +13,14 @@ from equiseg.cli.main import cli
 
 
 @pytest.fixture(scope="module")
-def checkpoint_and_manifest(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from equiseg.data import generate_synthetic
+def checkpoint_and_manifest(
+    tmp_path_factory: pytest.TempPathFactory, make_synthetic: Callable[..., Path]
+) -> tuple[Path, Path]:
     from equiseg.models import create_model
     from equiseg.training import save_checkpoint
 
     root = tmp_path_factory.mktemp("evaluate")
-    manifest = generate_synthetic(
-        root / "data", samples=6, size=32, modalities=("rgb", "depth"), seed=0, val_fraction=0.5, progress=False
-    )
+    manifest = make_synthetic(root / "data", samples=6, modalities=("rgb", "depth"), num_classes=None, val_fraction=0.5)
     model = create_model("equiseg_tiny", num_classes=8, modalities=("rgb", "depth"))
     return save_checkpoint(root / "best.pt", model=model), manifest
 

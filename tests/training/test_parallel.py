@@ -6,36 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
-
-POSTGRES_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-
-
-@pytest.fixture()
-def fresh_postgres_db() -> Iterator[str]:
-    """URL of a new, empty database (dropped afterwards); skipped where the server is unreachable outside CI."""
-    psycopg2 = pytest.importorskip("psycopg2")
-    name = f"equiseg_tune_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unreachable: {exc}")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES_ADMIN}/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def _equiseg() -> str:
@@ -45,18 +20,22 @@ def _equiseg() -> str:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_two_workers_share_one_study_without_losing_or_duplicating_trials(
-    tiny_data: tuple[Path, Path], tiny_overrides: tuple[str, ...], fresh_postgres_db: str, tmp_path: Path
+    tiny_data: tuple[Path, Path],
+    tiny_overrides: tuple[str, ...],
+    new_postgres_database: Callable[[], str],
+    tmp_path: Path,
 ) -> None:
     manifest, _ = tiny_data
+    storage = new_postgres_database()
     sets = [f"--set={item}" for item in (*tiny_overrides, "model.name=mean_fusion_tiny", "train.batch_size=6")]
     command = [
         _equiseg(), "tune", "--profile", "smoke", *sets, "--manifest", str(manifest), "--trials", "20",
-        "--workers", "2", "--storage", fresh_postgres_db, "--out", str(tmp_path / "tune"), "--no-track",
+        "--workers", "2", "--storage", storage, "--out", str(tmp_path / "tune"), "--no-track",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env={**os.environ})
     assert done.returncode == 0, done.stderr[-3000:]
 
-    study = optuna.load_study(study_name="equiseg", storage=fresh_postgres_db)
+    study = optuna.load_study(study_name="equiseg", storage=storage)
     trials = study.get_trials(deepcopy=False)
     assert len(trials) == 20
     assert sorted(t.number for t in trials) == list(range(20))
