@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from equiseg.cli.common import config_options, resolve_config
+from equiseg.robustness.evaluate import resolve_device, score_and_report
 
 
 @click.command("evaluate")
@@ -67,7 +68,6 @@ def command(
     every degradation is seeded, so two models evaluated with the same seed see identical inputs. Prints the
     headline metrics; the full result is REPORT/robustness.json.
     """
-    from equiseg.robustness.evaluate import resolve_device, score_and_report
     from equiseg.tracking import Tracker, is_model_uri, load_model  # optional: the [mlops] extra
 
     extra = [f"robustness.{k}={v}" for k, v in (("suite", suite), ("split", split), ("seed", seed)) if v is not None]

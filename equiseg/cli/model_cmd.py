@@ -7,6 +7,8 @@ import json
 import click
 
 from equiseg.cli.common import config_options, resolve_config
+from equiseg.models import FAMILIES, VARIANTS, create_model, list_models
+from equiseg.models.summary import summarize_model
 
 __all__ = ["group"]
 
@@ -20,8 +22,6 @@ def group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of names instead of a table.")
 def list_command(as_json: bool) -> None:
     """List every registered model name (<family>_<variant>) with what the family is."""
-    from equiseg.models import FAMILIES, VARIANTS, list_models
-
     if as_json:
         click.echo(json.dumps(list_models()))
         return
@@ -57,8 +57,6 @@ def summary_command(
     NAME defaults to model.name of the profile; model.* options of the profile (share_encoder_weights, sgm_weight,
     drop_path_rate) apply. Example: equiseg model summary equiseg_b0 --modalities rgb,depth --size 512
     """
-    from equiseg.models import create_model
-    from equiseg.models.summary import summarize_model
 
     cfg = resolve_config(profile, overrides)
     model_name = name or cfg.model.name

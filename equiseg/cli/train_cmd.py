@@ -10,18 +10,22 @@ import click
 
 from equiseg.cli.common import config_options, resolve_config
 from equiseg.config import ConfigError, EquisegConfig
+from equiseg.training import train
+from equiseg.training.distributed import cleanup_distributed
 
 __all__ = ["command", "data_paths", "resolve_with_overlays"]
 
 
 def resolve_with_overlays(profile: str, overlays: tuple[Path, ...], overrides: tuple[str, ...]) -> EquisegConfig:
     """Profile < overlays (in order) < ``--set`` overrides; exits with a usage error on invalid values."""
-    from equiseg.tuning import load_overlay
+    overlay_items: list[str] = []
+    if overlays:
+        from equiseg.tuning import load_overlay  # optional: the [mlops] extra (optuna), needed for overlays only
 
-    try:
-        overlay_items = [item for path in overlays for item in load_overlay(path)]
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
+        try:
+            overlay_items = [item for path in overlays for item in load_overlay(path)]
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from exc
     return resolve_config(profile, (*overlay_items, *overrides))
 
 
@@ -103,8 +107,6 @@ def command(
     `torchrun --nproc-per-node 2 $(which equiseg) train --profile gpu`; only rank 0 evaluates, logs and writes
     checkpoints. A run killed at any point continues with --resume.
     """
-    from equiseg.training import train
-
     cfg = resolve_with_overlays(profile, overlays, overrides)
     manifest_path, root = data_paths(cfg, manifest, data_root)
     out = out_dir or Path(cfg.train.output_dir)
@@ -126,8 +128,6 @@ def command(
             show_progress=progress,
             lineage={"dataset_version": dataset_version, "pipeline_run_id": pipeline_run_id},
         )
-    from equiseg.training.distributed import cleanup_distributed
-
     cleanup_distributed()  # leave the torchrun process group cleanly (no-op in one process)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(

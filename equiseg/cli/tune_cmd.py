@@ -10,6 +10,8 @@ import click
 from equiseg.cli.common import config_options
 from equiseg.cli.train_cmd import data_paths, overlay_option, resolve_with_overlays
 from equiseg.config import ConfigError
+from equiseg.tracking import Tracker
+from equiseg.tuning import run_study
 
 __all__ = ["command"]
 
@@ -72,15 +74,11 @@ def command(
     Prints the best parameters and writes them to <out>/best.yaml; train with them via
     `equiseg train --profile P --overlay <out>/best.yaml`.
     """
-    from equiseg.tuning import run_study
-
     cfg = resolve_with_overlays(profile, overlays, overrides)
     manifest_path, root = data_paths(cfg, manifest, data_root)
     out = out_dir or Path(cfg.train.output_dir).parent / "tune"
     tracker = None
     if track:
-        from equiseg.tracking import Tracker
-
         tracker = Tracker(cfg.tracking)
     try:
         result = run_study(
