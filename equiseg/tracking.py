@@ -49,6 +49,7 @@ __all__ = [
     "EquisegPyfuncModel",
     "Tracker",
     "TrackingError",
+    "configure_store",
     "load_model",
     "model_signature",
     "pinned_requirements",
@@ -71,15 +72,19 @@ class TrackingError(RuntimeError):
     """MLflow could not be reached or refused a request after the configured retries."""
 
 
-def _use_store(uri: str) -> None:
-    """Point MLflow's global tracking AND registry URIs at one store.
+def configure_store(tracking_uri: str, registry_uri: str | None = None) -> None:
+    """Point MLflow's global tracking AND registry URIs at one store (the registry defaults to the tracking store).
 
     equiseg keeps the model registry in the tracking store. Setting only the tracking URI would leave a registry URI
     from an earlier call in this process (MLflow also exports both as environment variables to child processes), and
     registering a model would then go to the wrong, possibly dead, server.
     """
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri or tracking_uri)
+
+
+def _use_store(uri: str) -> None:
+    configure_store(uri)
 
 
 def resolve_tracking_uri(uri: str, cwd: Path | None = None) -> str:
@@ -161,13 +166,21 @@ class EquisegPyfuncModel(PythonModel):
 
 
 def load_model(model_uri: str, device: str | torch.device = "cpu") -> nn.Module:
-    """The torch ``nn.Module`` (eval mode) behind a model logged by :meth:`Tracker.log_model`.
+    """The torch ``nn.Module`` (eval mode) behind a checkpoint path or a model logged by :meth:`Tracker.log_model`.
 
     Args:
-        model_uri: e.g. ``models:/m-<id>`` or ``models:/equiseg@champion``; the tracking URI must be set
-            (a :class:`Tracker` does it).
+        model_uri: a checkpoint path, or e.g. ``models:/m-<id>`` or ``models:/equiseg@champion``; for a URI the
+            tracking URI must be set (:func:`configure_store`; a :class:`Tracker` does it).
         device: where to put the module.
     """
+    if not (model_uri.startswith(("models:/", "runs:/")) or "://" in model_uri):
+        from equiseg.training.checkpoint import load_model_from_checkpoint
+
+        if not Path(model_uri).is_file():
+            raise FileNotFoundError(
+                f"{model_uri!r} is neither a model URI (models:/..., runs:/...) nor a checkpoint file"
+            )
+        return load_model_from_checkpoint(model_uri, device=device)[0].eval()
     pyfunc = mlflow.pyfunc.load_model(model_uri)
     wrapper = pyfunc.unwrap_python_model()
     if not isinstance(wrapper, EquisegPyfuncModel) or wrapper.model is None:
@@ -373,10 +386,13 @@ class Tracker:
         *,
         artifacts: str | os.PathLike[str] | None = None,
         artifact_path: str | None = None,
+        tags: Mapping[str, Any] | None = None,
     ) -> None:
-        """Log metrics (and a file or folder) to an existing run, e.g. a later pipeline step adding to training's."""
+        """Log metrics, tags and a file or folder to an existing run, e.g. a later step adding to training's."""
         for key, value in metrics.items():
             self._call("logging a metric", self.client.log_metric, run_id, str(key), float(value))
+        for key, value in (tags or {}).items():
+            self._call("setting a tag", self.client.set_tag, run_id, str(key), str(value))
         if artifacts is not None:
             local = Path(artifacts)
             log = self.client.log_artifacts if local.is_dir() else self.client.log_artifact

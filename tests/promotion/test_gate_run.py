@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from equiseg.cli.main import cli
 from equiseg.config import EquisegConfig, config_to_dict, load_config
-from equiseg.registry import (
+from equiseg.promotion import (
     GateVerdict,
     audit_registry,
     get_alias_version,
@@ -79,7 +79,7 @@ def _gate(world: dict[str, object], candidate: str, out: str, run_id: str | None
         manifest=world["manifest"],  # type: ignore[arg-type]
         data_root=world["data_root"],  # type: ignore[arg-type]
         out_dir=world["root"] / out,  # type: ignore[operator]
-        candidate_run_id=run_id,
+        mlflow_run_id=run_id,
     )
 
 
@@ -97,7 +97,7 @@ def test_first_run_promotes_then_the_champion_is_rescored_on_the_same_data(world
     outcome = promote_candidate(
         cfg,
         model_uri=uri0,
-        run_id=run0,
+        mlflow_run_id=run0,
         verdict_path=root / "gate1" / "gate.json",
         lineage={"equiseg.dataset_version": "synthetic-0", "equiseg.git_commit": "abc"},
         out_dir=root / "registry1",

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from gate_synthetic import base_per_image, make_result, shifted
-from registry_helpers import POLICY, gate_verdict, log_tiny_model
 
 from equiseg.cli.main import cli
-from equiseg.registry import build_model_card, decide, get_alias_version, write_verdict
+from equiseg.promotion import build_model_card, decide, get_alias_version, write_verdict
+
+from .gate_synthetic import base_per_image, make_result, shifted
+from .registry_helpers import POLICY, gate_verdict, log_tiny_model
 
 MODEL = "equiseg-cli"
 
