@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlflow
 import pytest
 import torch
 from click.testing import CliRunner
@@ -104,6 +105,14 @@ def test_first_run_promotes_then_the_champion_is_rescored_on_the_same_data(world
     )
     assert outcome.promoted, outcome.message
     assert get_alias_version(MODEL, "champion", tracking_uri=cfg.tracking.uri) == outcome.version
+    # The verdict and the card went to the candidate's run through equiseg.tracking; the version tag points at the card.
+    client = mlflow.MlflowClient(cfg.tracking.uri)
+    assert {f.path for f in client.list_artifacts(run0, "gate")} >= {"gate/gate.json", "gate/gate.md"}
+    run = client.get_run(run0)
+    assert run.data.tags["equiseg.gate.passed"] == "true" and run.data.metrics["gate.passed"] == 1.0
+    card_uri = client.get_model_version(MODEL, outcome.version).tags["equiseg.model_card"]
+    assert card_uri == f"runs:/{run0}/model_card/v{outcome.version}/model_card.md"
+    assert mlflow.artifacts.load_text(card_uri) == outcome.model_card.read_text()
     card = outcome.model_card.read_text()
     for section in (
         "## Intended use",
