@@ -16,7 +16,7 @@ from typing import Any
 
 from equiseg.config import EquisegConfig, config_to_dict
 from equiseg.promotion.aliases import PromotionError, PromotionResult, promote
-from equiseg.promotion.gate import gate_tracker, store_uri
+from equiseg.promotion.gate import store_uri, tracker_on
 from equiseg.promotion.model_card import build_model_card, write_model_card
 from equiseg.promotion.serving import serving_check
 from equiseg.promotion.verdict import GateVerdict, write_verdict
@@ -141,7 +141,7 @@ def _log_card(
     cfg: EquisegConfig, uri: str, mlflow_run_id: str, name: str, version: str, card: Path, heatmap: Path | None
 ) -> None:
     """Log the card (and heatmap) to the candidate's run under ``model_card/v<version>/`` and tag the version."""
-    tracker = gate_tracker(cfg, uri)
+    tracker = tracker_on(cfg, uri)
     artifact_path = f"model_card/v{version}"
     tracker.log_to_run(mlflow_run_id, {}, artifacts=card, artifact_path=artifact_path)
     if heatmap is not None and heatmap.is_file():

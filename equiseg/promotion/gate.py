@@ -26,7 +26,7 @@ from equiseg.robustness.evaluate import evaluate_configured
 from equiseg.robustness.result import RobustnessResult
 from equiseg.tracking import Tracker, configure_store, load_model, resolve_tracking_uri
 
-__all__ = ["gate_tracker", "log_verdict_to_run", "run_gate", "store_uri"]
+__all__ = ["log_verdict_to_run", "run_gate", "store_uri", "tracker_on"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def store_uri(cfg: EquisegConfig, tracking_uri: str | None = None) -> str:
     return resolve_tracking_uri(tracking_uri or cfg.tracking.uri)
 
 
-def gate_tracker(cfg: EquisegConfig, uri: str) -> Tracker:
+def tracker_on(cfg: EquisegConfig, uri: str) -> Tracker:
     """A :class:`~equiseg.tracking.Tracker` on ``uri`` with the retries of ``cfg.tracking``."""
     return Tracker(dataclasses.replace(cfg.tracking, uri=uri))
 
@@ -99,7 +99,7 @@ def run_gate(
     write_verdict(verdict, out)
     if mlflow_run_id:
         files = [out / name for name in VERDICT_FILES if (out / name).is_file()]
-        log_verdict_to_run(gate_tracker(cfg, uri), mlflow_run_id, verdict, files)
+        log_verdict_to_run(tracker_on(cfg, uri), mlflow_run_id, verdict, files)
     logger.info("gate: %s", verdict.headline())
     return verdict
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 
 from equiseg.modalities import channels_of
 from equiseg.promotion.verdict import Check
@@ -153,7 +152,8 @@ def serving_check(
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _load(model: str, tracking_uri: str | None) -> nn.Module:
+def _load(model: str, tracking_uri: str | None) -> Any:
+    """The network behind ``model``; typed ``Any`` because equiseg models carry ``modalities`` and ``num_classes``."""
     if tracking_uri:
         configure_store(tracking_uri)
     return load_model(model, device="cpu")

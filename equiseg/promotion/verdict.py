@@ -175,8 +175,8 @@ class GateVerdict:
         if keys:
             lines += ["", "## Summary metrics", "", "| metric | candidate | champion |", "| --- | ---: | ---: |"]
             for k in keys:
-                cand, champ = self.candidate_metrics.get(k), self.champion_metrics.get(k)
-                lines.append(f"| {k} | {fmt_number(cand)} | {fmt_number(champ)} |")
+                cand_v, champ_v = self.candidate_metrics.get(k), self.champion_metrics.get(k)
+                lines.append(f"| {k} | {fmt_number(cand_v)} | {fmt_number(champ_v)} |")
         if self.candidate_slices:
             lines += [
                 "",
