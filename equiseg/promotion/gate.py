@@ -23,7 +23,6 @@ from equiseg.promotion.serving import serving_check
 from equiseg.promotion.verdict import GateVerdict, write_verdict
 from equiseg.promotion.versions import CHAMPION, get_alias_version
 from equiseg.robustness.evaluate import evaluate_configured
-from equiseg.robustness.result import RobustnessResult
 from equiseg.tracking import Tracker, configure_store, load_model, resolve_tracking_uri
 
 __all__ = ["log_verdict_to_run", "run_gate", "store_uri", "tracker_on"]
@@ -74,14 +73,14 @@ def run_gate(
     save_config(cfg, out / "config.yaml")
     batches = _evaluation_batches(cfg, Path(manifest), Path(data_root))
     logger.info("gate: evaluating candidate %s on %d batches", candidate, len(batches))
-    cand_result = _score(cfg, _load(candidate, uri), batches)
+    cand_result = evaluate_configured(cfg, _load(candidate, uri), batches)
     cand_result.to_json(out / "candidate_robustness.json")
     champion_version = get_alias_version(cfg.gate.model_name, CHAMPION, tracking_uri=uri)
     champ_result = None
     if champion_version is not None:
         champion_uri = f"models:/{cfg.gate.model_name}/{champion_version}"  # pinned: the alias may move meanwhile
         logger.info("gate: re-scoring champion %s on the same data", champion_uri)
-        champ_result = _score(cfg, _load(champion_uri, uri), batches)
+        champ_result = evaluate_configured(cfg, _load(champion_uri, uri), batches)
         champ_result.to_json(out / "champion_robustness.json")
     verdict = decide(cfg.gate, cand_result, champ_result, candidate_name=candidate, champion_version=champion_version)
     if cfg.gate.serving_check:
@@ -135,7 +134,3 @@ def _evaluation_batches(cfg: EquisegConfig, manifest: Path, data_root: Path) -> 
 def _load(ref: str, uri: str) -> nn.Module:
     configure_store(uri)
     return load_model(ref, device="cpu")
-
-
-def _score(cfg: EquisegConfig, model: nn.Module, batches: list[dict[str, Any]]) -> RobustnessResult:
-    return evaluate_configured(cfg, model, batches)
