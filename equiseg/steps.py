@@ -447,7 +447,7 @@ def gate_candidate(
     mlflow_run_id: str = "",
 ) -> GateDecision:
     """Re-score the champion on the same data and decide whether the candidate may be promoted."""
-    from equiseg.registry import run_gate
+    from equiseg.promotion import run_gate
 
     step_dir = _step_dir(cfg, run_id, "gate")
     with timed_step(step_dir.parent, "gate"):
@@ -458,7 +458,7 @@ def gate_candidate(
             data_root=Path(data_root),
             out_dir=step_dir,
             tracking_uri=None,
-            candidate_run_id=mlflow_run_id or None,
+            mlflow_run_id=mlflow_run_id or None,
         )
     summary = verdict.headline() if hasattr(verdict, "headline") else ("passed" if verdict.passed else "blocked")
     record_facts(
@@ -482,20 +482,23 @@ def register_and_promote(
 
     Returns the registered version. What the aliases do depends on ``gate.mode`` (enabled / dry_run / manual).
     """
-    from equiseg.registry import promote_candidate
+    from equiseg.promotion import promote_candidate
 
     step_dir = _step_dir(cfg, run_id, "registry")
     gate_json = run_dir_for(cfg, run_id) / "gate" / "gate.json"
+    heatmaps = sorted((run_dir_for(cfg, run_id) / "robustness").glob("*heatmap*.png"))
+    stats = run_dir_for(cfg, run_id) / "data" / "stats.json"
     with timed_step(step_dir.parent, "register_and_promote"):
         outcome = promote_candidate(
             cfg,
             model_uri=model_uri,
-            run_id=mlflow_run_id,
+            mlflow_run_id=mlflow_run_id,
             verdict_path=gate_json,
             lineage=lineage_tags(cfg, run_id=run_id, dataset_version=dataset_version),
             out_dir=step_dir,
+            data_stats=json.loads(stats.read_text()) if stats.is_file() else None,
+            heatmap=heatmaps[0] if heatmaps else None,
         )
-    stats = run_dir_for(cfg, run_id) / "data" / "stats.json"
     if outcome.promoted and stats.is_file():
         reference = reference_profile_path(cfg)
         reference.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,13 @@ from equiseg.cli.common import config_options, resolve_config
 @click.option(
     "--tracking-uri", default=None, help="MLflow tracking/registry URI (default: tracking.uri of the config)."
 )
-@click.option("--run-id", default=None, help="MLflow run of the candidate; gate.json and gate.md are logged to it.")
+@click.option(
+    "--mlflow-run-id",
+    "--run-id",
+    "mlflow_run_id",
+    default=None,
+    help="MLflow run of the candidate; gate.json and gate.md are logged to it.",
+)
 def command(
     profile: str,
     overrides: tuple[str, ...],
@@ -39,7 +45,7 @@ def command(
     data_root: Path,
     out_dir: Path,
     tracking_uri: str | None,
-    run_id: str | None,
+    mlflow_run_id: str | None,
 ) -> None:
     """Run the robustness promotion gate and write OUT/gate.json and OUT/gate.md.
 
@@ -48,7 +54,7 @@ def command(
     1 when it is blocked (so CI and pipelines can branch on it), 2 on usage errors. Policy: the gate: section of
     the profile (see docs/gate.md).
     """
-    from equiseg.registry import run_gate
+    from equiseg.promotion import run_gate  # optional: the [mlops] extra (mlflow)
 
     cfg = resolve_config(profile, overrides)
     verdict = run_gate(
@@ -58,7 +64,7 @@ def command(
         data_root=data_root,
         out_dir=out_dir,
         tracking_uri=tracking_uri,
-        candidate_run_id=run_id,
+        mlflow_run_id=mlflow_run_id,
     )
     click.echo(f"gate {verdict.headline()}")
     for reason in verdict.reasons:

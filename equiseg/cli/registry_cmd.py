@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from equiseg.cli.common import config_options, resolve_config
-from equiseg.config import EquisegConfig
+from equiseg.config import EquisegConfig, config_hash
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,7 +25,7 @@ def _registry_options(func: F) -> F:
 
 
 def _uri(cfg: EquisegConfig, tracking_uri: str | None) -> str:
-    from equiseg.tracking import resolve_tracking_uri
+    from equiseg.tracking import resolve_tracking_uri  # optional: the [mlops] extra (mlflow)
 
     return resolve_tracking_uri(tracking_uri or cfg.tracking.uri)
 
@@ -53,7 +54,13 @@ def group() -> None:
     default=None,
     help="gate.json of this candidate; without it the version cannot be promoted.",
 )
-@click.option("--run-id", default=None, help="MLflow run that produced the model (default: from the model URI).")
+@click.option(
+    "--mlflow-run-id",
+    "--run-id",
+    "mlflow_run_id",
+    default=None,
+    help="MLflow run that produced the model (default: from the model URI).",
+)
 @click.option(
     "--lineage",
     multiple=True,
@@ -67,12 +74,11 @@ def register(
     tracking_uri: str | None,
     model_uri: str,
     verdict_path: Path | None,
-    run_id: str | None,
+    mlflow_run_id: str | None,
     lineage: tuple[str, ...],
 ) -> None:
     """Register a logged model as a new version with lineage and verdict tags; prints the version. No alias moves."""
-    from equiseg.config import config_hash
-    from equiseg.registry import GateVerdict, register_candidate
+    from equiseg.promotion import GateVerdict, register_candidate  # optional: the [mlops] extra (mlflow)
 
     cfg = resolve_config(profile, overrides)
     tags = {"config_hash": config_hash(cfg)}
@@ -87,7 +93,7 @@ def register(
         model_name=cfg.gate.model_name,
         verdict=verdict,
         lineage=tags,
-        run_id=run_id,
+        mlflow_run_id=mlflow_run_id,
         tracking_uri=_uri(cfg, tracking_uri),
     )
     click.echo(version)
@@ -106,7 +112,7 @@ def promote_cmd(
     profile: str, overrides: tuple[str, ...], tracking_uri: str | None, version: str, mode: str | None
 ) -> None:
     """Promote a version with a passing verdict (champion moves last; previous_champion keeps the old one)."""
-    from equiseg.registry import PromotionError, promote
+    from equiseg.promotion import PromotionError, promote  # optional: the [mlops] extra (mlflow)
 
     cfg = resolve_config(profile, overrides)
     try:
@@ -131,7 +137,7 @@ def approve_cmd(
     profile: str, overrides: tuple[str, ...], tracking_uri: str | None, version: str | None, approver: str
 ) -> None:
     """Approve the challenger (manual mode): it becomes champion under the same checks as promote."""
-    from equiseg.registry import PromotionError, approve
+    from equiseg.promotion import PromotionError, approve  # optional: the [mlops] extra (mlflow)
 
     cfg = resolve_config(profile, overrides)
     try:
@@ -153,7 +159,7 @@ def approve_cmd(
 @click.option("--reason", required=True, help="Why (recorded in tags on both versions and the registered model).")
 def rollback_cmd(profile: str, overrides: tuple[str, ...], tracking_uri: str | None, reason: str) -> None:
     """Move champion back to previous_champion."""
-    from equiseg.registry import PromotionError, rollback
+    from equiseg.promotion import PromotionError, rollback  # optional: the [mlops] extra (mlflow)
 
     cfg = resolve_config(profile, overrides)
     try:
@@ -171,9 +177,7 @@ def rollback_cmd(profile: str, overrides: tuple[str, ...], tracking_uri: str | N
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_cmd(profile: str, overrides: tuple[str, ...], tracking_uri: str | None, as_json: bool) -> None:
     """List versions with aliases, gate verdicts, key metrics and lineage (newest first)."""
-    from dataclasses import asdict
-
-    from equiseg.registry import audit_registry, list_versions
+    from equiseg.promotion import audit_registry, list_versions  # optional: the [mlops] extra (mlflow)
 
     cfg = resolve_config(profile, overrides)
     uri = _uri(cfg, tracking_uri)

@@ -251,10 +251,13 @@ class Tracker:
         *,
         artifacts: str | os.PathLike[str] | None = None,
         artifact_path: str | None = None,
+        tags: Mapping[str, Any] | None = None,
     ) -> None:
-        """Log metrics (and a file or folder) to an existing run, e.g. a later pipeline step adding to training's."""
+        """Log metrics, tags and a file or folder to an existing run, e.g. a later step adding to training's."""
         for key, value in metrics.items():
             self._call("logging a metric", self.client.log_metric, run_id, str(key), float(value))
+        for key, value in (tags or {}).items():
+            self._call("setting a tag", self.client.set_tag, run_id, str(key), str(value))
         if artifacts is not None:
             local = Path(artifacts)
             log = self.client.log_artifacts if local.is_dir() else self.client.log_artifact

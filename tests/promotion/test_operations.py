@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from registry_helpers import gated_version
 
-from equiseg.registry.operations import (
+from equiseg.promotion import (
     PROMOTION_STEPS,
     ChampionMovedError,
     PromotionError,
@@ -23,6 +21,8 @@ from equiseg.registry.operations import (
     promote,
     rollback,
 )
+
+from .registry_helpers import gated_version
 
 WORKER = Path(__file__).with_name("promote_worker.py")
 
@@ -135,9 +135,8 @@ def test_stale_verdict_is_refused_by_compare_and_set(uri: str, model: str) -> No
 
 
 def _worker(uri: str, model: str, version: str, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     cmd = [sys.executable, str(WORKER), uri, model, version, *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_two_racing_promotions_leave_exactly_one_champion(uri: str, model: str, tmp_path: Path) -> None:

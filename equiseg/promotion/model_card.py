@@ -1,8 +1,8 @@
 """Model card (``model_card.md``) for one registered version: what it is for, what it was trained on, how it scores.
 
-Sections follow the model-card practice of TFX / Mitchell et al.: intended use, data (version and statistics),
-training configuration, clean and robustness metrics with confidence intervals, the robustness heatmap, the gate
-verdict and known limitations. Built from plain data so it can be tested without MLflow.
+Sections: intended use, data (version and statistics), training configuration, clean and robustness metrics with
+confidence intervals, the robustness heatmap, the gate verdict and known limitations (docs/gate.md). Built from plain
+data so it can be tested without MLflow.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from equiseg.registry.policy import GateVerdict
+from equiseg.promotion.verdict import GateVerdict
 
 __all__ = ["build_model_card", "write_model_card"]
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from equiseg.registry.operations import ChampionMovedError, PromotionError, promote
+from equiseg.promotion import ChampionMovedError, PromotionError, promote
 
 parser = argparse.ArgumentParser()
 parser.add_argument("tracking_uri")

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_helpers import gated_version
 
-from equiseg.registry import audit_registry, get_alias_version, list_versions, promote, rollback
-from equiseg.registry.lock import resolve_lock_target
+from equiseg.promotion import audit_registry, get_alias_version, list_versions, promote, rollback
+from equiseg.promotion.lock import resolve_lock_target
+
+from .registry_helpers import gated_version
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # ~90 s: runs in `make test-slow` (CI)
 
@@ -43,14 +44,12 @@ def test_promotion_race_and_rollback_on_a_postgres_backed_server(
     a, b = gated_version(uri, MODEL, 2.0), gated_version(uri, MODEL, 3.0)  # both gated against v1
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     procs = {
         v: subprocess.Popen(
             [sys.executable, str(WORKER), uri, MODEL, v, "--barrier", str(barrier), "--parties", "2"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
         )
         for v in (a, b)
     }

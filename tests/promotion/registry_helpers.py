@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import mlflow
 import torch
-from gate_synthetic import base_per_image, make_result, shifted
 
 from equiseg.config import GateConfig
-from equiseg.registry import GateVerdict, decide
-from equiseg.registry.operations import get_alias_version, register_candidate
+from equiseg.promotion import GateVerdict, decide, get_alias_version, register_candidate
+
+from .gate_synthetic import base_per_image, make_result, shifted
 
 POLICY = GateConfig(min_clean_miou=50.0, noninferiority_margin=2.0, bootstrap_samples=300)
 PIP = ["torch==2.14.1"]
@@ -52,5 +52,5 @@ def gated_version(tracking_uri: str, model_name: str, shift: float | dict[str, f
     verdict = gate_verdict(tracking_uri, model_name, shift, **policy)
     lineage = {"dataset_version": "abc123.dir", "git_commit": "deadbeef", "pipeline_run_id": "p1", "config_hash": "c"}
     return register_candidate(
-        uri, model_name=model_name, verdict=verdict, lineage=lineage, run_id=run_id, tracking_uri=tracking_uri
+        uri, model_name=model_name, verdict=verdict, lineage=lineage, mlflow_run_id=run_id, tracking_uri=tracking_uri
     )

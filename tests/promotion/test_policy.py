@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from gate_synthetic import base_per_image, make_result, shifted
 
 from equiseg.config import GateConfig
-from equiseg.registry import GateVerdict, decide, paired_bootstrap_lower_bounds, write_verdict
+from equiseg.promotion import GateVerdict, decide, paired_bootstrap_lower_bounds, write_verdict
+
+from .gate_synthetic import base_per_image, make_result, shifted
 
 POLICY = GateConfig(
     min_clean_miou=50.0,

@@ -6,13 +6,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import mlflow
 import pytest
 import torch
 from click.testing import CliRunner
 
 from equiseg.cli.main import cli
 from equiseg.config import EquisegConfig, config_to_dict, load_config
-from equiseg.registry import (
+from equiseg.promotion import (
     GateVerdict,
     audit_registry,
     get_alias_version,
@@ -70,7 +71,7 @@ def _gate(world: dict[str, object], candidate: str, out: str, run_id: str | None
         manifest=world["manifest"],  # type: ignore[arg-type]
         data_root=world["data_root"],  # type: ignore[arg-type]
         out_dir=world["root"] / out,  # type: ignore[operator]
-        candidate_run_id=run_id,
+        mlflow_run_id=run_id,
     )
 
 
@@ -88,13 +89,21 @@ def test_first_run_promotes_then_the_champion_is_rescored_on_the_same_data(world
     outcome = promote_candidate(
         cfg,
         model_uri=uri0,
-        run_id=run0,
+        mlflow_run_id=run0,
         verdict_path=root / "gate1" / "gate.json",
         lineage={"equiseg.dataset_version": "synthetic-0", "equiseg.git_commit": "abc"},
         out_dir=root / "registry1",
     )
     assert outcome.promoted, outcome.message
     assert get_alias_version(MODEL, "champion", tracking_uri=cfg.tracking.uri) == outcome.version
+    # The verdict and the card went to the candidate's run through equiseg.tracking; the version tag points at the card.
+    client = mlflow.MlflowClient(cfg.tracking.uri)
+    assert {f.path for f in client.list_artifacts(run0, "gate")} >= {"gate/gate.json", "gate/gate.md"}
+    run = client.get_run(run0)
+    assert run.data.tags["equiseg.gate.passed"] == "true" and run.data.metrics["gate.passed"] == 1.0
+    card_uri = client.get_model_version(MODEL, outcome.version).tags["equiseg.model_card"]
+    assert card_uri == f"runs:/{run0}/model_card/v{outcome.version}/model_card.md"
+    assert mlflow.artifacts.load_text(card_uri) == outcome.model_card.read_text()
     card = outcome.model_card.read_text()
     for section in (
         "## Intended use",

@@ -1,11 +1,10 @@
-"""Serving check (the counterpart of TFX's InfraValidator): load the model in a FRESH process and run it.
+"""Serving check: load the model in a FRESH process and run it (the infrastructure check before promotion).
 
-The child process (``python -m equiseg.registry.serving``) loads a registered model URI (``models:/NAME@challenger``,
-``models:/NAME/3``, ``models:/m-<id>``) through :func:`equiseg.tracking.load_model`, or a checkpoint through
-:func:`equiseg.training.load_model_from_checkpoint`, then runs one seeded random batch for every non-empty subset
-of the model's modalities and reports, per subset, the logits shape, whether every value is finite and the
-latency. A fresh process proves the artifact is loadable from the registry alone, not from objects that happen to
-live in the gate's memory.
+The child process (``python -m equiseg.promotion.serving``) loads a registered model URI (``models:/NAME@challenger``,
+``models:/NAME/3``, ``models:/m-<id>``) or a checkpoint through :func:`equiseg.tracking.load_model`, then runs one
+seeded random batch for every non-empty subset of the model's modalities and reports, per subset, the logits shape,
+whether every value is finite and the latency. A fresh process proves the artifact is loadable from the registry
+alone, not from objects that happen to live in the gate's memory (docs/gate.md).
 """
 
 from __future__ import annotations
@@ -21,7 +20,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from equiseg.registry.policy import Check
+import torch
+
+from equiseg.modalities import channels_of
+from equiseg.promotion.verdict import Check
+from equiseg.tracking import configure_store, load_model
 
 __all__ = ["ServingReport", "serving_check"]
 
@@ -114,7 +117,7 @@ def serving_check(
     cmd = [
         sys.executable,
         "-m",
-        "equiseg.registry.serving",
+        "equiseg.promotion.serving",
         "--model",
         model,
         "--image-size",
@@ -150,18 +153,13 @@ def serving_check(
 
 
 def _load(model: str, tracking_uri: str | None) -> Any:
-    from equiseg.tracking import configure_store, load_model
-
+    """The network behind ``model``; typed ``Any`` because equiseg models carry ``modalities`` and ``num_classes``."""
     if tracking_uri:
         configure_store(tracking_uri)
     return load_model(model, device="cpu")
 
 
 def _run_child(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-
-    from equiseg.modalities import channels_of
-
     report: dict[str, Any] = {
         "model": args.model,
         "loaded": False,

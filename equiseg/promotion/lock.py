@@ -117,7 +117,7 @@ def _advisory_key(model_name: str) -> int:
 
 @contextlib.contextmanager
 def _advisory_lock(dsn: str, model_name: str, timeout_s: float) -> Iterator[None]:
-    import psycopg2
+    import psycopg2  # optional: only a postgresql:// lock needs it (the [mlops] extra)
 
     parsed = urlparse(dsn)
     conn = psycopg2.connect(dsn, connect_timeout=10)

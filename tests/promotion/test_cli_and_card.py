@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlflow
 from click.testing import CliRunner
-from gate_synthetic import base_per_image, make_result, shifted
-from registry_helpers import POLICY, gate_verdict, log_tiny_model
 
 from equiseg.cli.main import cli
-from equiseg.registry import build_model_card, decide, get_alias_version, write_verdict
+from equiseg.config import load_config
+from equiseg.promotion import build_model_card, decide, get_alias_version, promote_candidate, write_verdict
+
+from .gate_synthetic import base_per_image, make_result, shifted
+from .registry_helpers import POLICY, gate_verdict, log_tiny_model
 
 MODEL = "equiseg-cli"
 
@@ -121,3 +124,30 @@ def test_model_card_has_every_section() -> None:
         "synthetic world",
     ):
         assert needle in card, needle
+
+
+def test_registry_step_takes_heatmap_and_statistics_from_its_caller(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    name = "equiseg-step"
+    model_uri, mlflow_run_id = log_tiny_model(uri)
+    verdict_json, _ = write_verdict(gate_verdict(uri, name, 0.0), tmp_path / "anywhere" / "gate")
+    heatmap = tmp_path / "elsewhere" / "robustness_heatmap.png"
+    heatmap.parent.mkdir()
+    heatmap.write_bytes(b"\x89PNG not really")
+    overrides = [f"tracking.uri={uri}", f"gate.model_name={name}", "gate.serving_check=false", "gate.mode=dry_run"]
+    outcome = promote_candidate(
+        load_config("smoke", overrides),
+        model_uri=model_uri,
+        mlflow_run_id=mlflow_run_id,
+        verdict_path=verdict_json,
+        lineage={"dataset_version": "d1.dir"},
+        out_dir=tmp_path / "registry",
+        data_stats={"samples": 12},
+        heatmap=heatmap,
+    )
+    assert outcome.action == "none" and not outcome.promoted  # dry run: decided, nothing moved
+    card = outcome.model_card.read_text()
+    assert "![robustness heatmap](robustness_heatmap.png)" in card and "| samples | 12 |" in card
+    assert (tmp_path / "registry" / heatmap.name).read_bytes() == heatmap.read_bytes()
+    tags = mlflow.MlflowClient(uri).get_model_version(name, outcome.version).tags
+    assert tags["equiseg.model_card"] == f"runs:/{mlflow_run_id}/model_card/v{outcome.version}/model_card.md"

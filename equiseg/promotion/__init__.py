@@ -1,0 +1,68 @@
+"""Robustness promotion gate and MLflow Model Registry operations (see docs/gate.md).
+
+The gate core (:func:`decide`) depends only on plain data; :mod:`~equiseg.promotion.versions` and
+:mod:`~equiseg.promotion.aliases` operate on the MLflow Model Registry; :func:`run_gate` ties them to the robustness
+evaluation and :func:`promote_candidate` is the pipeline's registry step. Runs are logged and models loaded only
+through :mod:`equiseg.tracking`.
+"""
+
+from equiseg.promotion.aliases import (
+    PROMOTION_STEPS,
+    ChampionMovedError,
+    PromotionError,
+    PromotionResult,
+    approve,
+    promote,
+    rollback,
+)
+from equiseg.promotion.bootstrap import align_per_image, paired_bootstrap_lower_bounds
+from equiseg.promotion.candidate import PromotionOutcome, promote_candidate
+from equiseg.promotion.gate import log_verdict_to_run, run_gate
+from equiseg.promotion.model_card import build_model_card, write_model_card
+from equiseg.promotion.policy import decide
+from equiseg.promotion.serving import ServingReport, serving_check
+from equiseg.promotion.verdict import Check, GateVerdict, write_verdict
+from equiseg.promotion.versions import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    VersionSummary,
+    audit_registry,
+    get_alias_version,
+    list_versions,
+    record_verdict,
+    register_candidate,
+)
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "PREVIOUS_CHAMPION",
+    "PROMOTION_STEPS",
+    "ChampionMovedError",
+    "Check",
+    "GateVerdict",
+    "PromotionError",
+    "PromotionOutcome",
+    "PromotionResult",
+    "ServingReport",
+    "VersionSummary",
+    "align_per_image",
+    "approve",
+    "audit_registry",
+    "build_model_card",
+    "decide",
+    "get_alias_version",
+    "list_versions",
+    "log_verdict_to_run",
+    "paired_bootstrap_lower_bounds",
+    "promote",
+    "promote_candidate",
+    "record_verdict",
+    "register_candidate",
+    "rollback",
+    "run_gate",
+    "serving_check",
+    "write_model_card",
+    "write_verdict",
+]

@@ -1,0 +1,1 @@
+"""Tests of ``equiseg.promotion``; helper modules are imported relatively (``from .gate_synthetic import ...``)."""
