@@ -34,7 +34,6 @@ FLOORS: tuple[tuple[str, str, int], ...] = (
     ("equiseg.expectations", "expectations", 20),
     ("equiseg.tuning", "tuning", 21),
     ("equiseg.promotion", "promotion", 21),
-    ("equiseg.registry", "promotion", 21),  # the old name of equiseg.promotion, until it is gone
     ("equiseg.steps", "steps", 30),
     ("equiseg.experiments", "experiments", 30),
     ("equiseg.cli", "cli", 31),
