@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-
 #: packages of the [mlops] and [pipeline] extras (matplotlib is a core dependency: the reports draw with it)
 EXTRAS = ("mlflow", "kfp", "optuna", "great_expectations", "dvc", "psycopg2", "sqlalchemy")
 
