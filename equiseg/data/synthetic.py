@@ -1,4 +1,4 @@
-"""A procedural multimodal world whose modalities complement each other (issue 3, item 2; docs/data.md).
+"""A procedural multimodal world whose modalities complement each other (docs/data.md).
 
 A top-down camera looks at textured ground with objects on it. One height field drives every sensor, so geometry
 is consistent and occlusion-correct (the highest surface wins, as seen from above):

@@ -38,7 +38,7 @@ def test_smoke_pipeline_against_mlflow_server_and_optuna_on_postgres(
             "data.image_size=32",
             "train.epochs=1",
         ],
-        run_id="scaleout",
+        pipeline_run_id="scaleout",
     )
     assert run.summary["state"] == "SUCCEEDED"
 
