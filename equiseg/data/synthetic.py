@@ -29,17 +29,14 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
+from equiseg.config import DataConfig
 from equiseg.data.io import save_png
 from equiseg.data.manifest import MANIFEST_NAME, ManifestRow, rows_to_table, write_manifest
 from equiseg.data.procedural import object_mask, pixel_grid, sensor_noise, to_uint8, value_noise
-
-if TYPE_CHECKING:
-    from equiseg.config import DataConfig
 
 __all__ = [
     "CLASS_NAMES",
