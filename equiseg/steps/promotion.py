@@ -3,6 +3,7 @@ registration with lineage and the alias moves its mode allows (docs/gate.md)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from equiseg.steps.run_folder import (
     gate_paths,
     record_facts,
     reference_profile_path,
+    robustness_heatmap_path,
     run_dir_for,
     step_dir,
     timed_step,
@@ -73,6 +75,7 @@ def register_and_promote(
     """
     folder = step_dir(cfg, pipeline_run_id, "registry")
     run_dir = run_dir_for(cfg, pipeline_run_id)
+    stats = data_stats_path(run_dir)
     with timed_step(run_dir, "register_and_promote"):
         outcome = promote_candidate(
             cfg,
@@ -81,8 +84,9 @@ def register_and_promote(
             verdict_path=gate_paths(run_dir)[0],
             lineage=lineage_tags(cfg, pipeline_run_id=pipeline_run_id, dataset_version=dataset_version),
             out_dir=folder,
+            data_stats=json.loads(stats.read_text()) if stats.is_file() else None,
+            heatmap=robustness_heatmap_path(run_dir),
         )
-    stats = data_stats_path(run_dir)
     if outcome.promoted and stats.is_file():
         reference = reference_profile_path(cfg)
         reference.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ __all__ = [
     "read_facts",
     "record_facts",
     "reference_profile_path",
+    "robustness_heatmap_path",
     "run_dir_for",
     "step_dir",
     "summary_paths",
@@ -70,6 +71,12 @@ def reference_profile_path(cfg: EquisegConfig) -> Path:
 def data_stats_path(run_dir: Path) -> Path:
     """The validation step's dataset statistics (promoted to the reference profile when the model is promoted)."""
     return run_dir / "data" / "stats.json"
+
+
+def robustness_heatmap_path(run_dir: Path) -> Path | None:
+    """The robustness step's heatmap figure, if it wrote one (the model card shows it)."""
+    found = sorted((run_dir / "robustness").glob("*heatmap*.png"))
+    return found[0] if found else None
 
 
 def optuna_db_path(run_dir: Path) -> Path:
