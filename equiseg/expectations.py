@@ -84,9 +84,15 @@ def _checkpoint(modalities: Sequence[str], docs_dir: Path) -> Any:
     """An ephemeral GX context with the manifest suite, a Data Docs site in ``docs_dir`` and a checkpoint."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import great_expectations as gx  # optional: the [mlops] extra; slow to import
-        import great_expectations.expectations as gxe
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+        try:
+            import great_expectations as gx  # optional: the [mlops] extra; slow to import
+            import great_expectations.expectations as gxe
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+        except ImportError as exc:
+            raise ImportError(
+                "the manifest suite needs great-expectations: pip install 'equiseg[mlops]' "
+                "(or validate with the plain-Python rules: `equiseg data validate --no-gx`)"
+            ) from exc
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     ctx = gx.get_context(mode="ephemeral")

@@ -52,8 +52,11 @@ def ensure_dvc_repo(repo_root: Path, *, remote: str | None = None, remote_name: 
     initialised with ``no_scm``. Local remote folders are created.
     """
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-    from dvc.config_schema import RelPath  # optional: the [mlops] extra; imported once analytics are off
-    from dvc.repo import Repo
+    try:
+        from dvc.config_schema import RelPath  # optional: the [mlops] extra; imported once analytics are off
+        from dvc.repo import Repo
+    except ImportError as exc:
+        raise ImportError("dataset versioning needs DVC: pip install 'equiseg[mlops]'") from exc
 
     repo_root = Path(repo_root).resolve()
     if not (repo_root / ".dvc").is_dir():

@@ -162,6 +162,15 @@ def test_cli_exit_codes(synthetic_copy: Path, tmp_path: Path) -> None:
     assert "FAILED" in bad.output and "missing_file" in bad.output
 
 
+def test_cli_without_gx_runs_the_plain_python_rules(synthetic_copy: Path, tmp_path: Path) -> None:
+    manifest = str(synthetic_copy / "manifest.parquet")
+    args = ["data", "validate", "--manifest", manifest, "--workers", "1", "--no-gx", "--report", str(tmp_path / "r")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "PASSED" in result.output and not (tmp_path / "r" / "gx_docs").exists()
+    assert "Great Expectations" not in (tmp_path / "r" / "report.html").read_text()
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Bad input: one corrupted sample each
 # --------------------------------------------------------------------------------------------------------------------
