@@ -24,7 +24,8 @@ from PIL import Image
 from equiseg.data import generate_synthetic, read_manifest
 from equiseg.data.io import save_png
 from equiseg.data.synthetic import render_sample
-from equiseg.data.validation import _iter_checks, _run_gx
+from equiseg.data.validation import _iter_checks
+from equiseg.expectations import run_manifest_suite
 
 MODALITIES = ("rgb", "depth", "thermal")
 
@@ -108,10 +109,10 @@ def bench_gx(root: Path, rows_target: int) -> None:
     ids = pa.array([f"s{i:07d}" for i in range(rows_target)])
     table = table.set_column(table.schema.get_field_index("sample_id"), "sample_id", ids)
     start = time.perf_counter()
-    _run_gx(base, MODALITIES, root / "gx_warm")  # imports GX and builds a context once
+    run_manifest_suite(base, MODALITIES, root / "gx_warm")  # imports GX and builds a context once
     warm = time.perf_counter() - start
     start = time.perf_counter()
-    outcome = _run_gx(table, MODALITIES, root / "gx_docs")
+    outcome = run_manifest_suite(table, MODALITIES, root / "gx_docs")
     seconds = time.perf_counter() - start
     assert outcome.success, outcome.table_failures
     print(

@@ -2,7 +2,8 @@
 
 Components are lightweight Python components whose ``base_image`` is the project image (``infra/docker``), so on a
 cluster they import the installed ``equiseg`` package; locally ``kfp.local.SubprocessRunner(use_venv=False)`` runs
-them in the project venv. Heavy imports live inside the function bodies (KFP serialises the function source).
+them in the project venv. At module top a component imports only the standard library and kfp; the equiseg call
+lives inside the function body (KFP serialises the function source; tests/components checks the imports).
 Every step takes ``profile`` + ``overrides`` and resolves the typed config itself, so the pipeline passes only
 small parameters and artifacts.
 """

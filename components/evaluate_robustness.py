@@ -10,7 +10,7 @@ from components._image import BASE_IMAGE
 def evaluate_robustness(
     profile: str,
     overrides: list,
-    run_id: str,
+    pipeline_run_id: str,
     data: Input[Dataset],
     model: Input[Model],
     report: Output[HTML],
@@ -27,7 +27,7 @@ def evaluate_robustness(
         checkpoint=model.path,
         manifest=data.path,
         data_root=data.metadata["data_root"],
-        run_id=run_id,
+        pipeline_run_id=pipeline_run_id,
         mlflow_run_id=model.metadata["mlflow_run_id"],
     )
     shutil.copyfile(evaluated.report_html, report.path)

@@ -10,7 +10,7 @@ from components._image import BASE_IMAGE
 def gate(
     profile: str,
     overrides: list,
-    run_id: str,
+    pipeline_run_id: str,
     data: Input[Dataset],
     model: Input[Model],
     verdict: Output[Markdown],
@@ -31,7 +31,7 @@ def gate(
         model_uri=model.metadata["model_uri"],
         manifest=data.path,
         data_root=data.metadata["data_root"],
-        run_id=run_id,
+        pipeline_run_id=pipeline_run_id,
         mlflow_run_id=model.metadata["mlflow_run_id"],
     )
     shutil.copyfile(decided.markdown_path, verdict.path)

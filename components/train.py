@@ -11,7 +11,7 @@ def train(
     profile: str,
     overrides: list,
     tuned_overrides: list,
-    run_id: str,
+    pipeline_run_id: str,
     dataset_version: str,
     data: Input[Dataset],
     model: Output[Model],
@@ -30,7 +30,7 @@ def train(
         load_config(profile, [*overrides, *tuned_overrides]),
         manifest=data.path,
         data_root=data.metadata["data_root"],
-        run_id=run_id,
+        pipeline_run_id=pipeline_run_id,
         dataset_version=dataset_version,
     )
     shutil.copyfile(trained.checkpoint, model.path)

@@ -7,17 +7,17 @@ from components._image import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def create_study(profile: str, overrides: list, run_id: str, storage: str) -> str:
+def create_study(profile: str, overrides: list, pipeline_run_id: str, storage: str) -> str:
     """Create the run's shared study (and its database schema) once, before the workers fan out."""
     from equiseg.config import load_config
     from equiseg.steps import create_study as step
 
-    return step(load_config(profile, overrides), run_id=run_id, storage=storage)
+    return step(load_config(profile, overrides), pipeline_run_id=pipeline_run_id, storage=storage)
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def tune_worker(
-    profile: str, overrides: list, run_id: str, worker: int, trials: int, storage: str, data: Input[Dataset]
+    profile: str, overrides: list, pipeline_run_id: str, worker: int, trials: int, storage: str, data: Input[Dataset]
 ) -> int:
     """Run ``trials`` trials of the shared study (fanned out with dsl.ParallelFor); returns trials completed."""
     from equiseg.config import load_config
@@ -27,7 +27,7 @@ def tune_worker(
         load_config(profile, overrides),
         manifest=data.path,
         data_root=data.metadata["data_root"],
-        run_id=run_id,
+        pipeline_run_id=pipeline_run_id,
         worker=worker,
         trials=trials,
         storage=storage,
@@ -35,9 +35,9 @@ def tune_worker(
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def select_best_trial(profile: str, overrides: list, run_id: str, storage: str) -> list:
+def select_best_trial(profile: str, overrides: list, pipeline_run_id: str, storage: str) -> list:
     """Read the shared study and return the best trial's parameters as ``key=value`` overrides for training."""
     from equiseg.config import load_config
     from equiseg.steps import select_best_trial as step
 
-    return step(load_config(profile, overrides), run_id=run_id, storage=storage)
+    return step(load_config(profile, overrides), pipeline_run_id=pipeline_run_id, storage=storage)

@@ -10,7 +10,7 @@ from components._image import BASE_IMAGE
 def validate_data(
     profile: str,
     overrides: list,
-    run_id: str,
+    pipeline_run_id: str,
     data: Input[Dataset],
     validated: Output[Dataset],
     report: Output[HTML],
@@ -26,7 +26,7 @@ def validate_data(
         load_config(profile, overrides),
         manifest=data.path,
         data_root=data.metadata["data_root"],
-        run_id=run_id,
+        pipeline_run_id=pipeline_run_id,
     )
     shutil.copyfile(result.validated_path, validated.path)
     validated.metadata.update({**data.metadata, "validated_samples": result.n_validated})

@@ -22,8 +22,14 @@ def group() -> None:
 @config_options
 @click.option("--source", default="", help="Data source (synthetic, mfnet, pst900, ...); default: data.source.")
 @click.option("--ingest-root", default="", help="Root folder of a real dataset to ingest (with --source).")
-@click.option("--run-id", default=None, help="Run id (default: <profile>-<UTC timestamp>).")
-def run_cmd(profile: str, overrides: tuple[str, ...], source: str, ingest_root: str, run_id: str | None) -> None:
+@click.option(
+    "--pipeline-run-id",
+    default=None,
+    help="Pipeline run id, the run folder's name (default: <profile>-<UTC timestamp>).",
+)
+def run_cmd(
+    profile: str, overrides: tuple[str, ...], source: str, ingest_root: str, pipeline_run_id: str | None
+) -> None:
     """Run the whole pipeline on this machine: data, validation, DVC, tuning, training, robustness, gate, registry.
 
     Prints where the data report, robustness report, gate verdict and model card are, and how to open MLflow.
@@ -33,7 +39,9 @@ def run_cmd(profile: str, overrides: tuple[str, ...], source: str, ingest_root: 
 
     cfg = resolve_config(profile, overrides)
     try:
-        result = run_local(profile, overrides, data_source=source, ingest_root=ingest_root, run_id=run_id)
+        result = run_local(
+            profile, overrides, data_source=source, ingest_root=ingest_root, pipeline_run_id=pipeline_run_id
+        )
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_run(result.summary, result.run_dir, cfg.tracking.uri))
@@ -45,7 +53,8 @@ def format_run(summary: dict[str, object], run_dir: Path, tracking_uri: str) -> 
     assert isinstance(reports, dict)
     lines = [
         "",
-        f"equiseg pipeline run {summary.get('run_id')}: {summary.get('state')} in {summary.get('wall_seconds')} s",
+        f"equiseg pipeline run {summary.get('pipeline_run_id')}: {summary.get('state')} "
+        f"in {summary.get('wall_seconds')} s",
         f"  dataset version : {summary.get('dataset_version', '-')}",
         f"  gate            : {summary.get('gate_decision', '-')}",
         f"  registry        : {summary.get('registry', '-')}",

@@ -42,7 +42,7 @@ def _client(host: str) -> Any:
 
 
 def submit(host: str, package: Path, *, experiment: str = PIPELINE_NAME, run_name: str | None = None) -> str:
-    """Submit one run of a compiled package; returns the run id."""
+    """Submit one run of a compiled package; returns the KFP run id."""
     client = _client(host)
     run = client.create_run_from_pipeline_package(
         str(package), arguments={}, experiment_name=experiment, run_name=run_name, enable_caching=False

@@ -30,14 +30,14 @@ logger = logging.getLogger(__name__)
 class LocalRun:
     """Where a local pipeline run left its outputs, and how long it took."""
 
-    run_id: str
+    pipeline_run_id: str
     run_dir: Path
     wall_seconds: float
     summary: dict[str, object]
 
 
-def new_run_id(profile: str) -> str:
-    """A sortable, readable run id: ``<profile>-YYYYmmdd-HHMMSS``."""
+def new_pipeline_run_id(profile: str) -> str:
+    """A sortable, readable pipeline run id: ``<profile>-YYYYmmdd-HHMMSS``."""
     name = Path(profile).stem if profile.endswith((".yaml", ".yml")) else profile
     return f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
 
@@ -48,7 +48,7 @@ def run_local(
     *,
     data_source: str = "",
     ingest_root: str = "",
-    run_id: str | None = None,
+    pipeline_run_id: str | None = None,
 ) -> LocalRun:
     """Run the whole pipeline locally and return where its outputs are.
 
@@ -56,8 +56,8 @@ def run_local(
         RuntimeError: a step failed; the run summary (written by the exit handler) says which and why.
     """
     cfg = load_config(profile, overrides)
-    run_id = run_id or new_run_id(profile)
-    run_dir = run_dir_for(cfg, run_id)
+    pipeline_run_id = pipeline_run_id or new_pipeline_run_id(profile)
+    run_dir = run_dir_for(cfg, pipeline_run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
@@ -76,7 +76,7 @@ def run_local(
             pipeline(
                 profile=profile,
                 overrides=list(overrides),
-                run_id=run_id,
+                pipeline_run_id=pipeline_run_id,
                 data_source=data_source,
                 ingest_root=ingest_root,
                 trials_per_worker=math.ceil(cfg.tune.trials / workers),
@@ -89,5 +89,5 @@ def run_local(
     summary["wall_seconds"] = round(wall, 2)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if error is not None:
-        raise RuntimeError(f"pipeline run {run_id} failed; see {run_dir / 'summary.md'}: {error}") from error
-    return LocalRun(run_id=run_id, run_dir=run_dir, wall_seconds=wall, summary=summary)
+        raise RuntimeError(f"pipeline run {pipeline_run_id} failed; see {run_dir / 'summary.md'}: {error}") from error
+    return LocalRun(pipeline_run_id=pipeline_run_id, run_dir=run_dir, wall_seconds=wall, summary=summary)

@@ -1,6 +1,6 @@
 """Cluster-only decoration of the retraining pipeline's tasks (kfp-kubernetes), applied at compile time.
 
-Nothing here runs locally: `kfp.local` ignores resources and platform config (reference: mlops-stack.md §2.4).
+Nothing here runs locally: `kfp.local` ignores resources and platform config.
 GPU steps get the accelerator, the GPU node pool's selector and toleration, and `/dev/shm` as a memory emptyDir
 (DataLoader workers need more than the container default); every step mounts the data PVC and gets the MLflow and
 S3 credentials from Kubernetes secrets (never from parameters).

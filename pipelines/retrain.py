@@ -52,13 +52,13 @@ def build_retrain_pipeline(
     def retrain(
         profile: str = "smoke",
         overrides: list = [],  # noqa: B006 - KFP pipeline parameters need literal defaults
-        run_id: str = dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        pipeline_run_id: str = dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         data_source: str = "",
         ingest_root: str = "",
         trials_per_worker: int = 1,
         optuna_storage: str = "",
     ) -> None:
-        common = {"profile": profile, "overrides": overrides, "run_id": run_id}
+        common = {"profile": profile, "overrides": overrides, "pipeline_run_id": pipeline_run_id}
         summary = run_summary(**common)
         with dsl.ExitHandler(summary, name="retrain"):
             data = prepare_data(source=data_source, ingest_root=ingest_root, **common)

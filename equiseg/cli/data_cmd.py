@@ -8,6 +8,14 @@ from pathlib import Path
 import click
 
 from equiseg.cli.common import config_options, resolve_config
+from equiseg.config import save_config
+from equiseg.data.manifest import ManifestError, manifest_info, read_manifest
+from equiseg.data.manifest_rules import check_manifest_rules
+from equiseg.data.readers import ingest_dataset
+from equiseg.data.synthetic import generate_synthetic
+from equiseg.data.validation import validate_dataset
+from equiseg.expectations import run_manifest_suite
+from equiseg.versioning import version_data
 
 
 def _modalities(text: str | None) -> tuple[str, ...] | None:
@@ -57,8 +65,6 @@ def synth(
     rewritten (earlier generator output removed) so it always equals this run's output. No config.yaml is written
     into the data folder (it would change the DVC hash); the generator parameters are in the manifest metadata.
     """
-    from equiseg.data.synthetic import generate_synthetic
-
     cfg = resolve_config(profile, overrides).data
     manifest = generate_synthetic(
         out_dir or Path(cfg.root),
@@ -88,8 +94,6 @@ def ingest(fmt: str, root: Path, out_dir: Path, modalities: str | None) -> None:
 
     Validate it next with `equiseg data validate --manifest OUT/manifest.parquet --data-root ROOT --report R`.
     """
-    from equiseg.data.readers import ingest_dataset
-
     try:
         manifest = ingest_dataset(fmt, root, out_dir, modalities=_modalities(modalities))
     except (KeyError, FileNotFoundError, ValueError) as exc:
@@ -113,6 +117,12 @@ def ingest(fmt: str, root: Path, out_dir: Path, modalities: str | None) -> None:
 @click.option("--max-quarantine-fraction", type=float, help="Block above this share [data.quarantine_max_fraction].")
 @click.option("--drift-threshold", type=float, help="Block above this distance [data.drift_threshold].")
 @click.option("--workers", type=int, help="Pixel-validator processes [data.num_workers, at least 1].")
+@click.option(
+    "--gx/--no-gx",
+    default=True,
+    show_default=True,
+    help="Run the manifest rules as a great-expectations suite with Data Docs (--no-gx: the same rules in Python).",
+)
 def validate(
     profile: str,
     overrides: tuple[str, ...],
@@ -124,16 +134,13 @@ def validate(
     max_quarantine_fraction: float | None,
     drift_threshold: float | None,
     workers: int | None,
+    gx: bool,
 ) -> None:
     """Validate a dataset; exit 0 on pass, 1 with a readable summary when a blocking rule fails.
 
     Writes REPORT/{validated,quarantine}.parquet, stats.json (use it as the next --reference), report.html
-    (self-contained) and gx_docs/ (Great Expectations Data Docs), plus config.yaml.
+    (self-contained) and gx_docs/ (Great Expectations Data Docs, not with --no-gx), plus config.yaml.
     """
-    from equiseg.config import save_config
-    from equiseg.data.manifest import ManifestError, manifest_info, read_manifest
-    from equiseg.data.validation import validate_dataset
-
     cfg = resolve_config(profile, overrides)
     manifest_file = manifest / "manifest.parquet" if manifest.is_dir() else manifest
     try:
@@ -150,6 +157,7 @@ def validate(
             reference_profile=reference,
             drift_threshold=drift_threshold if drift_threshold is not None else cfg.data.drift_threshold,
             workers=workers if workers is not None else max(1, cfg.data.num_workers),
+            manifest_checks=run_manifest_suite if gx else check_manifest_rules,
         )
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -183,8 +191,6 @@ def version(
     as_json: bool,
 ) -> None:
     """`dvc add` the data folder, push it, and print the dataset version id (the .dir md5 of its .dvc file)."""
-    from equiseg.data.versioning import version_data
-
     cfg = resolve_config(profile, overrides).data
     target = data_dir or Path(cfg.root)
     try:

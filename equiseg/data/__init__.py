@@ -1,7 +1,7 @@
-"""The multimodal data layer: manifest, synthetic world, real-dataset readers, torch dataset, validation, DVC.
+"""The multimodal data layer: manifest, synthetic world, real-dataset readers, torch dataset, validation.
 
-See docs/data.md. Heavy dependencies (great_expectations, dvc) are imported only inside the functions that need
-them, so ``import equiseg.data`` stays light for training workers.
+See docs/data.md. Core floor: stdlib, numpy, pyarrow, PIL, torch, yaml, tqdm only. Versioning with DVC is
+``equiseg.versioning``; the manifest rules as a great-expectations suite are ``equiseg.expectations``.
 """
 
 from equiseg.data.dataset import MultimodalDataset, collate_samples, make_loader
@@ -19,6 +19,7 @@ from equiseg.data.manifest import (
     rows_to_table,
     write_manifest,
 )
+from equiseg.data.manifest_rules import ManifestChecker, ManifestChecks, check_manifest_rules
 from equiseg.data.pixelcheck import REASON_CODES
 from equiseg.data.readers import DATASET_CLASSES, ingest_dataset, list_formats
 from equiseg.data.synthetic import (
@@ -31,7 +32,6 @@ from equiseg.data.synthetic import (
     generate_synthetic,
 )
 from equiseg.data.validation import ValidationResult, drift_distances, validate_dataset
-from equiseg.data.versioning import DataVersion, dvc_dir_md5, version_data
 
 __all__ = [
     "ALLOWED_SPLITS",
@@ -43,16 +43,17 @@ __all__ = [
     "SCHEMA_VERSION",
     "SYNTHETIC_CLASS_SET",
     "SYNTHETIC_MODALITIES",
-    "DataVersion",
+    "ManifestChecker",
+    "ManifestChecks",
     "ManifestError",
     "ManifestRow",
     "MultimodalDataset",
     "PathEscapeError",
     "SyntheticClass",
     "ValidationResult",
+    "check_manifest_rules",
     "collate_samples",
     "drift_distances",
-    "dvc_dir_md5",
     "generate_from_config",
     "generate_synthetic",
     "ingest_dataset",
@@ -64,6 +65,5 @@ __all__ = [
     "resolve_in_root",
     "rows_to_table",
     "validate_dataset",
-    "version_data",
     "write_manifest",
 ]

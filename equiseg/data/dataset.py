@@ -1,4 +1,4 @@
-"""Torch dataset over a manifest: decode, normalise, augment jointly, drop modalities (issue 3, item 4).
+"""Torch dataset over a manifest: decode, normalise, augment jointly, drop modalities (docs/data.md).
 
 Samples follow the contract in docs/design.md: ``{"inputs": {m: (C, H, W) float32 normalised}, "label": (H, W)
 int64 with ignore 255, "sample_id": str, "conditions": tuple[str, ...]}``. Geometric augmentation (scale, crop,

@@ -3,7 +3,7 @@
 Columns are fixed for every dataset plus four per modality (``<m>_path``, ``<m>_channels``, ``<m>_dtype``,
 ``<m>_sha256``) and two decoding hints (``<m>_bands``: a ``start:stop`` channel slice of the file, empty for all
 channels, so MFNet's single 4-channel RGB+T PNG serves two modalities; ``<m>_scale``: raw value × scale = [0, 1]).
-The schema version, modality list and class set live in the Parquet key-value metadata (issue 3, item 1).
+The schema version, modality list and class set live in the Parquet key-value metadata (docs/data.md).
 """
 
 from __future__ import annotations

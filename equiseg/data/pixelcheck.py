@@ -1,4 +1,4 @@
-"""Per-sample pixel checks run in worker processes by the streaming validator (issue 3, item 5).
+"""Per-sample pixel checks run in worker processes by the streaming validator (docs/data.md).
 
 Each file is read once: its bytes feed the SHA-256 and the decoder. A sample fails with one or more reason codes;
 a passing sample contributes compact statistics (a 256-bin histogram per modality channel in [0, 1] units and the

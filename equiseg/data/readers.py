@@ -1,4 +1,4 @@
-"""Readers that turn real dataset layouts into a manifest (issue 3, item 3; model-and-robustness.md §4).
+"""Readers that turn real dataset layouts into a manifest (docs/data.md).
 
 Readers never copy or convert pixels: the manifest points into the dataset root and records how to decode each
 file (``bands``, ``scale``) and how to map label ids (``label_encoding``). Formats:
@@ -41,7 +41,7 @@ __all__ = ["DATASET_CLASSES", "READERS", "ingest_dataset", "list_formats"]
 
 logger = logging.getLogger(__name__)
 
-#: Classes per dataset as evaluated (model-and-robustness.md §4.1).
+#: Classes per dataset as evaluated (docs/data.md, "Real datasets").
 DATASET_CLASSES: dict[str, int] = {
     "mfnet": 9,
     "mfnet_cmx": 9,

@@ -1,7 +1,7 @@
 """Self-contained HTML report of a validation run: inline CSS and inline SVG charts, opens offline.
 
-GX Data Docs load their styling from CDNs (mlops-stack.md §4.3), so the pipeline's HTML artifact is this single file;
-the Data Docs folder ships beside it.
+Great-expectations Data Docs load their styling from CDNs, so the pipeline's HTML artifact is this single file; the
+Data Docs folder (``gx_docs/``, when the manifest rules ran as a GX suite) ships beside it (docs/data.md).
 """
 
 from __future__ import annotations
@@ -80,6 +80,153 @@ class _Raw(str):
     """Pre-escaped HTML inside a table cell."""
 
 
+def _overview(stats: Mapping[str, Any], summary: str) -> list[str]:
+    """Verdict, manifest identity, the summary text and the count tables."""
+    verdict = (
+        '<span class="verdict pass">PASSED</span>'
+        if stats.get("passed")
+        else '<span class="verdict fail">FAILED</span>'
+    )
+    counts = [stats.get("rows_in"), stats.get("rows_validated"), stats.get("rows_quarantined"), stats.get("bytes_read")]
+    return [
+        f"<h1>equiseg data validation {verdict}</h1>",
+        f"<p><small>manifest {_e(stats.get('manifest'))} · sha256 {_e(stats.get('manifest_sha256', ''))[:16]}… · "
+        f"class set {_e(stats.get('class_set') or 'n/a')}</small></p>",
+        f"<pre>{_e(summary)}</pre>",
+        "<h2>Counts</h2>",
+        _table(["rows in", "validated", "quarantined", "bytes read"], [counts], numeric=(0, 1, 2, 3)),
+        _table(
+            ["split", "validated samples"], [[k, v] for k, v in stats.get("split_counts", {}).items()], numeric=(1,)
+        ),
+        _table(
+            ["condition", "validated samples"],
+            [[k, v] for k, v in stats.get("condition_counts", {}).items()],
+            numeric=(1,),
+        ),
+    ]
+
+
+def _blocking(stats: Mapping[str, Any]) -> list[str]:
+    blocking = stats.get("blocking") or []
+    if blocking:
+        return [
+            "<h2>Blocking rules</h2>",
+            "<ul>" + "".join(f'<li class="bad">{_e(b)}</li>' for b in blocking) + "</ul>",
+        ]
+    return [
+        "<h2>Blocking rules</h2>",
+        f'<p class="ok">none triggered (quarantine ≤ {float(stats.get("max_quarantine_fraction", 0)):.1%}, '
+        f"drift ≤ {float(stats.get('drift_threshold', 0)):.3f})</p>",
+    ]
+
+
+def _quarantine(
+    stats: Mapping[str, Any],
+    quarantine_rows: Sequence[Mapping[str, Any]],
+    reason_descriptions: Mapping[str, str],
+    max_rows: int,
+) -> list[str]:
+    counts = stats.get("reason_counts", {})
+    if not counts:
+        return ["<h2>Quarantine</h2>", '<p class="ok">no sample quarantined</p>']
+    shown = quarantine_rows[:max_rows]
+    sections = [
+        "<h2>Quarantine</h2>",
+        _table(
+            ["reason", "samples", "meaning"],
+            [[code, n, reason_descriptions.get(code, "")] for code, n in counts.items()],
+            numeric=(1,),
+        ),
+        _table(
+            ["sample", "split", "reasons", "details"],
+            [[r["sample_id"], r["split"], ", ".join(r["codes"]), r["message"]] for r in shown],
+        ),
+    ]
+    if len(quarantine_rows) > len(shown):
+        sections.append(f"<p><small>{len(quarantine_rows) - len(shown)} more in quarantine.parquet</small></p>")
+    return sections
+
+
+def _classes(stats: Mapping[str, Any], class_names: Sequence[str] | None) -> list[str]:
+    histogram = stats.get("class_histogram", {})
+    total = sum(histogram.values()) or 1
+    names = list(class_names or [])
+    labels = [names[int(c)] if int(c) < len(names) else f"class {c}" for c in histogram]
+    chart = bar_chart_svg([v / total for v in histogram.values()], labels, title="pixel share per class")
+    return [
+        "<h2>Class histogram (validated samples, pixels)</h2>",
+        f'<div class="charts"><div class="chart">{chart}</div></div>',
+        _table(
+            ["class", "pixels", "share"],
+            [[lbl, n, f"{n / total:.2%}"] for lbl, n in zip(labels, histogram.values(), strict=True)],
+            numeric=(1, 2),
+        ),
+    ]
+
+
+def _modalities(stats: Mapping[str, Any]) -> list[str]:
+    rows = []
+    charts = ['<div class="charts">']
+    for modality, summary in stats.get("modalities", {}).items():
+        for c, channel in enumerate(summary["channels"]):
+            rows.append(
+                [
+                    f"{modality}[{c}]",
+                    f"{channel['mean']:.4f}",
+                    f"{channel['std']:.4f}",
+                    f"{summary['min'][c]:.4f}",
+                    f"{summary['max'][c]:.4f}",
+                ]
+            )
+            bins = [f"{i / 32:.2f}" for i in range(32)]
+            chart = bar_chart_svg(channel["hist32"], bins, title=f"{modality} channel {c}", width=300, height=140)
+            charts.append(f'<div class="chart">{chart}</div>')
+    charts.append("</div>")
+    return [
+        "<h2>Modality intensities ([0, 1] units)</h2>",
+        _table(["channel", "mean", "std", "min", "max"], rows, numeric=(1, 2, 3, 4)),
+        "".join(charts),
+    ]
+
+
+def _drift(stats: Mapping[str, Any]) -> list[str]:
+    drift = stats.get("drift") or {}
+    if not drift:
+        return [
+            "<h2>Drift against the reference profile</h2>",
+            "<p><small>no reference profile given (first accepted version)</small></p>",
+        ]
+    threshold = float(stats.get("drift_threshold", 0))
+    rows = [
+        [k, f"{v:.4f}", f"{threshold:.3f}", _Raw('<span class="bad">drift</span>' if v > threshold else "ok")]
+        for k, v in drift.items()
+    ]
+    return [
+        "<h2>Drift against the reference profile</h2>",
+        _table(["statistic", "total-variation distance", "threshold", "status"], rows, numeric=(1, 2)),
+        f"<p><small>reference: {_e(stats.get('reference_profile'))}</small></p>",
+    ]
+
+
+def _expectations(stats: Mapping[str, Any], gx_docs: bool) -> list[str]:
+    rows = [
+        [
+            e["expectation"],
+            e["column"],
+            _Raw('<span class="ok">pass</span>' if e["success"] else '<span class="bad">fail</span>'),
+            e["unexpected"],
+        ]
+        for e in stats.get("expectations", [])
+    ]
+    sections = [
+        "<h2>Manifest expectations (Great Expectations)</h2>" if gx_docs else "<h2>Manifest expectations</h2>",
+        _table(["expectation", "column", "result", "unexpected rows"], rows, numeric=(3,)),
+    ]
+    if gx_docs:
+        sections.append("<p><small>Full GX Data Docs: gx_docs/index.html beside this file.</small></p>")
+    return sections
+
+
 def write_report(
     path: Path,
     *,
@@ -90,150 +237,17 @@ def write_report(
     class_names: Sequence[str] | None = None,
     max_quarantine_rows: int = 500,
 ) -> Path:
-    """Write ``report.html`` (verdict, counts, blocking rules, quarantine table, charts, drift, GX results)."""
-    passed = bool(stats.get("passed"))
-    verdict = '<span class="verdict pass">PASSED</span>' if passed else '<span class="verdict fail">FAILED</span>'
-    sections: list[str] = [
-        f"<h1>equiseg data validation {verdict}</h1>",
-        f"<p><small>manifest {_e(stats.get('manifest'))} · sha256 {_e(stats.get('manifest_sha256', ''))[:16]}… · "
-        f"class set {_e(stats.get('class_set') or 'n/a')}</small></p>",
-        f"<pre>{_e(summary)}</pre>",
-        "<h2>Counts</h2>",
-        _table(
-            ["rows in", "validated", "quarantined", "bytes read"],
-            [
-                [
-                    stats.get("rows_in"),
-                    stats.get("rows_validated"),
-                    stats.get("rows_quarantined"),
-                    stats.get("bytes_read"),
-                ]
-            ],
-            numeric=(0, 1, 2, 3),
-        ),
-        _table(
-            ["split", "validated samples"], [[k, v] for k, v in stats.get("split_counts", {}).items()], numeric=(1,)
-        ),
-        _table(
-            ["condition", "validated samples"],
-            [[k, v] for k, v in stats.get("condition_counts", {}).items()],
-            numeric=(1,),
-        ),
+    """Write ``report.html`` (verdict, counts, blocking rules, quarantine table, charts, drift, manifest rules)."""
+    path = Path(path)
+    sections = [
+        *_overview(stats, summary),
+        *_blocking(stats),
+        *_quarantine(stats, quarantine_rows, reason_descriptions, max_quarantine_rows),
+        *_classes(stats, class_names),
+        *_modalities(stats),
+        *_drift(stats),
+        *_expectations(stats, gx_docs=(path.parent / "gx_docs" / "index.html").is_file()),
     ]
-    blocking = stats.get("blocking") or []
-    sections.append("<h2>Blocking rules</h2>")
-    if blocking:
-        sections.append("<ul>" + "".join(f'<li class="bad">{_e(b)}</li>' for b in blocking) + "</ul>")
-    else:
-        sections.append(
-            f'<p class="ok">none triggered (quarantine ≤ {float(stats.get("max_quarantine_fraction", 0)):.1%}, '
-            f"drift ≤ {float(stats.get('drift_threshold', 0)):.3f})</p>"
-        )
-
-    sections.append("<h2>Quarantine</h2>")
-    counts = stats.get("reason_counts", {})
-    if counts:
-        sections.append(
-            _table(
-                ["reason", "samples", "meaning"],
-                [[code, n, reason_descriptions.get(code, "")] for code, n in counts.items()],
-                numeric=(1,),
-            )
-        )
-        shown = quarantine_rows[:max_quarantine_rows]
-        sections.append(
-            _table(
-                ["sample", "split", "reasons", "details"],
-                [[r["sample_id"], r["split"], ", ".join(r["codes"]), r["message"]] for r in shown],
-            )
-        )
-        if len(quarantine_rows) > len(shown):
-            sections.append(f"<p><small>{len(quarantine_rows) - len(shown)} more in quarantine.parquet</small></p>")
-    else:
-        sections.append('<p class="ok">no sample quarantined</p>')
-
-    sections.append("<h2>Class histogram (validated samples, pixels)</h2>")
-    histogram = stats.get("class_histogram", {})
-    total = sum(histogram.values()) or 1
-    names = list(class_names or [])
-    labels = [names[int(c)] if int(c) < len(names) else f"class {c}" for c in histogram]
-    charts = ['<div class="charts"><div class="chart">']
-    charts.append(bar_chart_svg([v / total for v in histogram.values()], labels, title="pixel share per class"))
-    charts.append("</div></div>")
-    sections.append("".join(charts))
-    sections.append(
-        _table(
-            ["class", "pixels", "share"],
-            [[lbl, n, f"{n / total:.2%}"] for lbl, n in zip(labels, histogram.values(), strict=True)],
-            numeric=(1, 2),
-        )
-    )
-
-    sections.append("<h2>Modality intensities ([0, 1] units)</h2>")
-    mod_rows = []
-    charts = ['<div class="charts">']
-    for modality, summary_m in stats.get("modalities", {}).items():
-        for c, channel in enumerate(summary_m["channels"]):
-            mod_rows.append(
-                [
-                    f"{modality}[{c}]",
-                    f"{channel['mean']:.4f}",
-                    f"{channel['std']:.4f}",
-                    f"{summary_m['min'][c]:.4f}",
-                    f"{summary_m['max'][c]:.4f}",
-                ]
-            )
-            bins = [f"{i / 32:.2f}" for i in range(32)]
-            charts.append(
-                '<div class="chart">'
-                + bar_chart_svg(channel["hist32"], bins, title=f"{modality} channel {c}", width=300, height=140)
-                + "</div>"
-            )
-    charts.append("</div>")
-    sections.append(_table(["channel", "mean", "std", "min", "max"], mod_rows, numeric=(1, 2, 3, 4)))
-    sections.append("".join(charts))
-
-    sections.append("<h2>Drift against the reference profile</h2>")
-    drift = stats.get("drift") or {}
-    if drift:
-        threshold = float(stats.get("drift_threshold", 0))
-        sections.append(
-            _table(
-                ["statistic", "total-variation distance", "threshold", "status"],
-                [
-                    [
-                        k,
-                        f"{v:.4f}",
-                        f"{threshold:.3f}",
-                        _Raw('<span class="bad">drift</span>' if v > threshold else "ok"),
-                    ]
-                    for k, v in drift.items()
-                ],
-                numeric=(1, 2),
-            )
-        )
-        sections.append(f"<p><small>reference: {_e(stats.get('reference_profile'))}</small></p>")
-    else:
-        sections.append("<p><small>no reference profile given (first accepted version)</small></p>")
-
-    sections.append("<h2>Manifest expectations (Great Expectations)</h2>")
-    sections.append(
-        _table(
-            ["expectation", "column", "result", "unexpected rows"],
-            [
-                [
-                    e["expectation"],
-                    e["column"],
-                    _Raw('<span class="ok">pass</span>' if e["success"] else '<span class="bad">fail</span>'),
-                    e["unexpected"],
-                ]
-                for e in stats.get("expectations", [])
-            ],
-            numeric=(3,),
-        )
-    )
-    sections.append("<p><small>Full GX Data Docs: gx_docs/index.html beside this file.</small></p>")
-
     document = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         "<title>equiseg data validation</title>"

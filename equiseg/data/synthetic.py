@@ -1,4 +1,4 @@
-"""A procedural multimodal world whose modalities complement each other (issue 3, item 2; docs/data.md).
+"""A procedural multimodal world whose modalities complement each other (docs/data.md).
 
 A top-down camera looks at textured ground with objects on it. One height field drives every sensor, so geometry
 is consistent and occlusion-correct (the highest surface wins, as seen from above):
@@ -21,7 +21,6 @@ bit between AVX2 and AVX-512 machines, which would change PNG bytes and the DVC 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -30,16 +29,14 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
+from equiseg.config import DataConfig
 from equiseg.data.io import save_png
 from equiseg.data.manifest import MANIFEST_NAME, ManifestRow, rows_to_table, write_manifest
-
-if TYPE_CHECKING:
-    from equiseg.config import DataConfig
+from equiseg.data.procedural import object_mask, pixel_grid, sensor_noise, to_uint8, value_noise
 
 __all__ = [
     "CLASS_NAMES",
@@ -101,112 +98,6 @@ _CLASS_WEIGHTS = np.array([0.0, 0.16, 0.16, 0.16, 0.14, 0.14, 0.10, 0.14])
 _MODALITY_CHANNELS = {"rgb": 3, "depth": 1, "thermal": 1, "lidar": 1, "event": 1, "hha": 3}
 
 
-def _lerp_coords(size: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
-    """Lower grid index and fraction of ``size`` samples spread over ``cells`` grid intervals."""
-    pos = np.linspace(0.0, cells, size, dtype=np.float64)
-    lo = np.minimum(np.floor(pos).astype(np.int64), cells - 1)
-    return lo, (pos - lo).astype(np.float32)
-
-
-def _value_noise(rng: np.random.Generator, size: int, cells: tuple[int, ...]) -> np.ndarray:
-    """Smooth noise in about [-1, 1]: a sum of octaves of bilinearly upsampled random grids.
-
-    Interpolation is elementwise (no BLAS matrix product), so the result is bit-identical on any CPU and thread count.
-    """
-    out = np.zeros((size, size), dtype=np.float32)
-    amplitude, total = 1.0, 0.0
-    for n in cells:
-        grid = rng.uniform(-1.0, 1.0, size=(n + 1, n + 1)).astype(np.float32)
-        lo, frac = _lerp_coords(size, n)
-        rows = grid[lo] * (1.0 - frac)[:, None] + grid[lo + 1] * frac[:, None]  # (size, n + 1)
-        out += np.float32(amplitude) * (rows[:, lo] * (1.0 - frac)[None, :] + rows[:, lo + 1] * frac[None, :])
-        total += amplitude
-        amplitude *= 0.5
-    return out / np.float32(total)
-
-
-def _object_mask(
-    cls: int, rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
-    """Mask and height (metres) of one object inside its bounding box, and the box slices."""
-    cx, cy = rng.uniform(0.05, 0.95, size=2) * size
-    angle = rng.uniform(0.0, np.pi)
-    if cls == 1:  # lane marking: long thin stripe
-        half = (rng.uniform(0.2, 0.45) * size, rng.uniform(0.012, 0.025) * size + 0.8)
-    elif cls == 2:  # plinth: square-ish block
-        half = (rng.uniform(0.06, 0.13) * size, rng.uniform(0.06, 0.13) * size)
-    elif cls == 3:  # heated plate
-        half = (rng.uniform(0.05, 0.11) * size, rng.uniform(0.05, 0.11) * size)
-    elif cls == 4:  # vehicle
-        half = (rng.uniform(0.09, 0.14) * size, rng.uniform(0.045, 0.065) * size)
-    elif cls == 5:  # tree crown
-        r = rng.uniform(0.07, 0.14) * size
-        half = (r, r)
-    elif cls == 6:  # puddle
-        half = (rng.uniform(0.06, 0.14) * size, rng.uniform(0.04, 0.1) * size)
-    else:  # pole
-        r = rng.uniform(0.018, 0.03) * size + 1.0
-        half = (r, r)
-    reach = math.hypot(*half) + 2.0
-    y0, y1 = max(0, int(cy - reach)), min(size, int(cy + reach) + 1)
-    x0, x1 = max(0, int(cx - reach)), min(size, int(cx + reach) + 1)
-    box = (slice(y0, y1), slice(x0, x1))
-    dx, dy = xx[box] - cx, yy[box] - cy
-    cos_a, sin_a = math.cos(angle), math.sin(angle)
-    u = (dx * cos_a + dy * sin_a) / half[0]
-    v = (-dx * sin_a + dy * cos_a) / half[1]
-    if cls in (1, 2, 3):  # rectangles
-        mask = (np.abs(u) <= 1.0) & (np.abs(v) <= 1.0)
-        height = np.full(u.shape, rng.uniform(0.4, 1.2) if cls == 2 else 0.0)
-    elif cls == 4:  # rounded box with a cambered roof
-        super_r = u**4 + v**4
-        mask = super_r <= 1.0
-        height = 1.5 * np.sqrt(np.clip(1.0 - 0.35 * super_r, 0.0, None))
-    elif cls == 6:  # irregular blob
-        # Radius modulated by the 3rd and 5th angular harmonics, from cos/sin of the polar angle by the
-        # multiple-angle polynomials (arithmetic only: see the module docstring).
-        r = np.sqrt(u**2 + v**2) + 1e-6
-        c, s = u / r, v / r
-        cos3, sin3 = 4 * c**3 - 3 * c, 3 * s - 4 * s**3
-        cos5, sin5 = 16 * c**5 - 20 * c**3 + 5 * c, 16 * s**5 - 20 * s**3 + 5 * s
-        p3, p5 = rng.uniform(0, 2 * math.pi), rng.uniform(0, 2 * math.pi)
-        wobble = (
-            1.0 + 0.18 * (sin3 * math.cos(p3) + cos3 * math.sin(p3)) + 0.1 * (sin5 * math.cos(p5) + cos5 * math.sin(p5))
-        )
-        mask = u**2 + v**2 <= wobble**2
-        height = np.zeros(u.shape)
-    else:  # discs: tree dome, pole column
-        r2 = u**2 + v**2
-        mask = r2 <= 1.0
-        top = rng.uniform(3.0, 6.0) if cls == 5 else rng.uniform(4.0, 8.0)
-        height = top * np.sqrt(np.clip(1.0 - r2, 0.0, None)) if cls == 5 else np.full(u.shape, top)
-    return mask, height, box
-
-
-def _sensor_noise(rng: np.random.Generator, shape: tuple[int, ...], std: float) -> np.ndarray:
-    """Zero-mean uniform sensor noise with standard deviation ``std`` (5x cheaper to draw than Gaussian)."""
-    noise = rng.random(size=shape, dtype=np.float32)
-    noise -= 0.5
-    noise *= std * math.sqrt(12.0)
-    return noise
-
-
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    """Round half up and saturate to uint8 (in place on the float temporary)."""
-    values += 0.5
-    np.clip(values, 0.0, 255.0, out=values)
-    return values.astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=8)
-def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column coordinates (float32, read-only), cached per image size."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    yy.flags.writeable = False
-    xx.flags.writeable = False
-    return yy, xx
-
-
 def render_sample(
     rng: np.random.Generator,
     size: int,
@@ -217,24 +108,24 @@ def render_sample(
     num_classes: int = len(CLASS_TABLE),
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Render one scene: ``({modality: uint8/uint16 (H, W[, C])}, label uint8 (H, W))``."""
-    yy, xx = _pixel_grid(size)
+    yy, xx = pixel_grid(size)
     # Ground: one albedo + texture shared by ground, plinths and heated plates (so RGB cannot tell them apart).
     ground_rgb = (np.array([0.46, 0.42, 0.36]) + rng.uniform(-0.06, 0.06, size=3)).astype(np.float32)
-    texture = 1.0 + 0.14 * _value_noise(rng, size, (max(4, size // 8), max(8, size // 4)))
-    fine = 1.0 + _sensor_noise(rng, (size, size), 0.035)  # per-pixel albedo grain of paint, leaves, metal
+    texture = 1.0 + 0.14 * value_noise(rng, size, (max(4, size // 8), max(8, size // 4)))
+    fine = 1.0 + sensor_noise(rng, (size, size), 0.035)  # per-pixel albedo grain of paint, leaves, metal
     ambient_c = rng.uniform(8.0, 26.0) - (7.0 if night else 0.0)
 
     height = np.zeros((size, size), dtype=np.float32)
     order = np.full((size, size), -1.0, dtype=np.float32)  # z-buffer key: height plus a small per-object layer term
     label = np.zeros((size, size), dtype=np.uint8)
     albedo = ground_rgb[None, None, :] * texture[:, :, None]
-    temperature = ambient_c + 1.2 * _value_noise(rng, size, (3,))
+    temperature = ambient_c + 1.2 * value_noise(rng, size, (3,))
 
     weights = _CLASS_WEIGHTS[:num_classes] / sum(_CLASS_WEIGHTS[:num_classes].tolist())
     n_objects = int(rng.integers(4, 10))
     classes = rng.choice(num_classes, size=n_objects, p=weights)
     for layer, cls in enumerate(classes.tolist()):
-        mask, obj_height, box = _object_mask(cls, rng, xx, yy, size)
+        mask, obj_height, box = object_mask(cls, rng, xx, yy, size)
         key = obj_height + 1e-3 * (layer + 1)
         visible = mask & (key > order[box])
         if not visible.any():
@@ -282,9 +173,9 @@ def render_sample(
     out: dict[str, np.ndarray] = {}
     rgb = albedo * shade[:, :, None]
     if night:
-        rgb = rgb * rng.uniform(0.1, 0.22) + _sensor_noise(rng, rgb.shape, 0.02)
+        rgb = rgb * rng.uniform(0.1, 0.22) + sensor_noise(rng, rgb.shape, 0.02)
     else:
-        rgb = rgb + _sensor_noise(rng, rgb.shape, 0.012)
+        rgb = rgb + sensor_noise(rng, rgb.shape, 0.012)
     if fog:
         beta = rng.uniform(0.08, 0.16)
         grid = np.arange(0.0, 25.01, 0.01)
@@ -293,15 +184,15 @@ def render_sample(
         rgb = rgb * transmission + 0.72 * (1.0 - transmission)
         temperature = temperature * 0.85 + 0.15 * ambient_c
     if "rgb" in modalities:
-        out["rgb"] = _to_uint8(rgb * 255.0)
-    depth_mm = depth_m * 1000.0 + _sensor_noise(rng, depth_m.shape, 8.0)
+        out["rgb"] = to_uint8(rgb * 255.0)
+    depth_mm = depth_m * 1000.0 + sensor_noise(rng, depth_m.shape, 8.0)
     depth_u16 = np.clip(np.round(depth_mm), 1, DEPTH_MAX_MM).astype(np.uint16)
     if "depth" in modalities:
         out["depth"] = depth_u16
     if "thermal" in modalities:
-        thermal = temperature + _sensor_noise(rng, temperature.shape, 0.5)
+        thermal = temperature + sensor_noise(rng, temperature.shape, 0.5)
         scaled = (thermal - _THERMAL_MIN_C) / (_THERMAL_MAX_C - _THERMAL_MIN_C) * 255.0
-        out["thermal"] = _to_uint8(scaled)
+        out["thermal"] = to_uint8(scaled)
     if "lidar" in modalities:
         step = max(2, size // 32)
         rows = (np.arange(size) % step == 0)[:, None]
@@ -318,8 +209,8 @@ def render_sample(
         disparity = np.clip(3.0 / depth_m, 0.0, 1.0)  # 3 m .. 20 m -> 1 .. 0.15
         above = np.clip(height / 8.0, 0.0, 1.0)
         angle = 1.0 - 1.0 / norm  # 1 - cos(surface tilt): 0 flat, -> 1 vertical
-        hha = np.stack([disparity, above, angle], axis=2) + _sensor_noise(rng, (size, size, 3), 0.004)
-        out["hha"] = _to_uint8(hha * 255.0)  # sensor noise: never a dead channel
+        hha = np.stack([disparity, above, angle], axis=2) + sensor_noise(rng, (size, size, 3), 0.004)
+        out["hha"] = to_uint8(hha * 255.0)  # sensor noise: never a dead channel
     return out, label
 
 

@@ -1,7 +1,7 @@
 """Each KFP component's Python function, called directly with real small artifacts (no KFP runtime).
 
-The tests run in pipeline order and share one working directory, so each component consumes the real artifacts
-the previous one produced: the same chain the pipeline runs, one component at a time.
+Every component's inputs come from module-scoped fixtures that run the upstream components once, so the tests
+pass in any order and alone: the same chain the pipeline runs, one component at a time.
 """
 
 from __future__ import annotations
@@ -28,19 +28,20 @@ OVERRIDES = [
     "robustness.bootstrap_samples=50",
     "gate.bootstrap_samples=50",
 ]
-RUN_ID = "components"
+PIPELINE_RUN_ID = "components"
+COMMON: dict[str, Any] = {"profile": PROFILE, "overrides": OVERRIDES, "pipeline_run_id": PIPELINE_RUN_ID}
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    """A working directory plus a namespace where each test leaves the artifacts it produced."""
-    workdir = tmp_path_factory.mktemp("components")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One working directory for the module: runs/, data/ and the sqlite stores land here."""
+    folder = tmp_path_factory.mktemp("components")
     previous = Path.cwd()
     # (MLflow's global URIs, which the steps point at this folder's store, are restored after every test by the
     # autouse fixture in tests/conftest.py)
-    os.chdir(workdir)
+    os.chdir(folder)
     try:
-        yield SimpleNamespace(workdir=workdir, artifacts={})
+        yield folder
     finally:
         os.chdir(previous)
 
@@ -51,110 +52,144 @@ def _artifact(cls: type, workdir: Path, name: str) -> Any:
     return cls(name=name, uri=str(folder / name), metadata={})
 
 
-def _mlflow(chain: SimpleNamespace) -> MlflowClient:
-    uri = f"sqlite:///{chain.workdir / 'runs' / 'mlflow.db'}"
+def _mlflow(workdir: Path) -> MlflowClient:
+    uri = f"sqlite:///{workdir / 'runs' / 'mlflow.db'}"
     return MlflowClient(tracking_uri=uri, registry_uri=uri)  # explicit: the registry URI defaults to a global
 
 
-def _common() -> dict[str, Any]:
-    return {"profile": PROFILE, "overrides": OVERRIDES, "run_id": RUN_ID}
+@pytest.fixture(scope="module")
+def data(workdir: Path) -> Any:
+    data = _artifact(Dataset, workdir, "data")
+    components.prepare_data.python_func(source="", ingest_root="", data=data, **COMMON)
+    return data
 
 
-def test_prepare_data_writes_the_manifest_artifact(chain: SimpleNamespace) -> None:
-    data = _artifact(Dataset, chain.workdir, "data")
-    components.prepare_data.python_func(source="", ingest_root="", data=data, **_common())
+@pytest.fixture(scope="module")
+def validated(workdir: Path, data: Any) -> SimpleNamespace:
+    out = SimpleNamespace(
+        validated=_artifact(Dataset, workdir, "validated"),
+        report=_artifact(HTML, workdir, "report.html"),
+        stats=_artifact(Metrics, workdir, "stats"),
+    )
+    out.summary = components.validate_data.python_func(
+        data=data, validated=out.validated, report=out.report, stats=out.stats, **COMMON
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def version(validated: SimpleNamespace) -> str:
+    return str(components.version_data.python_func(data=validated.validated, **COMMON))
+
+
+@pytest.fixture(scope="module")
+def tuned(validated: SimpleNamespace) -> SimpleNamespace:
+    study = components.create_study.python_func(storage="", **COMMON)
+    finished = components.tune_worker.python_func(worker=0, trials=1, storage="", data=validated.validated, **COMMON)
+    best = components.select_best_trial.python_func(storage="", **COMMON)
+    return SimpleNamespace(study=study, finished=finished, best=best)
+
+
+@pytest.fixture(scope="module")
+def trained(workdir: Path, validated: SimpleNamespace, version: str, tuned: SimpleNamespace) -> SimpleNamespace:
+    out = SimpleNamespace(model=_artifact(Model, workdir, "model.pt"), metrics=_artifact(Metrics, workdir, "tm"))
+    out.mlflow_run_id = components.train.python_func(
+        tuned_overrides=tuned.best,
+        dataset_version=version,
+        data=validated.validated,
+        model=out.model,
+        metrics=out.metrics,
+        **COMMON,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def evaluated(workdir: Path, validated: SimpleNamespace, trained: SimpleNamespace) -> Any:
+    report = _artifact(HTML, workdir, "robustness.html")
+    metrics = _artifact(Metrics, workdir, "robustness-metrics")
+    components.evaluate_robustness.python_func(
+        data=validated.validated, model=trained.model, report=report, metrics=metrics, **COMMON
+    )
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def gated(workdir: Path, validated: SimpleNamespace, trained: SimpleNamespace, evaluated: Any) -> SimpleNamespace:
+    verdict = _artifact(Markdown, workdir, "gate.md")
+    passed = components.gate.python_func(data=validated.validated, model=trained.model, verdict=verdict, **COMMON)
+    return SimpleNamespace(passed=passed, verdict=verdict)
+
+
+@pytest.fixture(scope="module")
+def promoted(version: str, trained: SimpleNamespace, gated: SimpleNamespace) -> str:
+    assert gated.passed, "the pipeline registers only a candidate that passed the gate"
+    return str(components.register_and_promote.python_func(dataset_version=version, model=trained.model, **COMMON))
+
+
+@pytest.fixture(scope="module")
+def published(workdir: Path, promoted: str) -> Any:
+    index = _artifact(HTML, workdir, "index.html")
+    components.publish_reports.python_func(gate_passed=True, index=index, **COMMON)
+    return index
+
+
+def test_prepare_data_writes_the_manifest_artifact(data: Any) -> None:
     assert Path(data.path).is_file()
     assert data.metadata["samples"] == 24
     assert Path(data.metadata["data_root"]).is_dir()
-    chain.artifacts["data"] = data
 
 
-def test_validate_data_accepts_clean_synthetic_data(chain: SimpleNamespace) -> None:
-    validated = _artifact(Dataset, chain.workdir, "validated")
-    report = _artifact(HTML, chain.workdir, "report.html")
-    stats = _artifact(Metrics, chain.workdir, "stats")
-    summary = components.validate_data.python_func(
-        data=chain.artifacts["data"], validated=validated, report=report, stats=stats, **_common()
-    )
-    assert isinstance(summary, str) and summary
-    assert stats.metadata["samples_validated"] + stats.metadata["samples_quarantined"] == 24
-    assert "<html" in Path(report.path).read_text().lower()
-    chain.artifacts["validated"] = validated
+def test_validate_data_accepts_clean_synthetic_data(validated: SimpleNamespace) -> None:
+    assert isinstance(validated.summary, str) and validated.summary
+    assert validated.stats.metadata["samples_validated"] + validated.stats.metadata["samples_quarantined"] == 24
+    assert "<html" in Path(validated.report.path).read_text().lower()
 
 
-def test_version_data_returns_the_dvc_dir_md5(chain: SimpleNamespace) -> None:
-    version = components.version_data.python_func(data=chain.artifacts["validated"], **_common())
+def test_version_data_returns_the_dvc_dir_md5(version: str) -> None:
     assert version.endswith(".dir") or len(version) == 32
-    chain.artifacts["version"] = version
 
 
-def test_tuning_worker_and_best_trial(chain: SimpleNamespace) -> None:
-    study = components.create_study.python_func(storage="", **_common())
-    assert study == f"equiseg-{RUN_ID}"
-    finished = components.tune_worker.python_func(
-        worker=0, trials=1, storage="", data=chain.artifacts["validated"], **_common()
-    )
-    assert finished == 1
-    best = components.select_best_trial.python_func(storage="", **_common())
-    assert best and all("=" in item for item in best)
-    chain.artifacts["best"] = best
+def test_tuning_worker_and_best_trial(tuned: SimpleNamespace) -> None:
+    assert tuned.study == f"equiseg-{PIPELINE_RUN_ID}"
+    assert tuned.finished == 1
+    assert tuned.best and all("=" in item for item in tuned.best)
 
 
-def test_train_produces_a_checkpoint_and_an_mlflow_run(chain: SimpleNamespace) -> None:
-    model = _artifact(Model, chain.workdir, "model.pt")
-    metrics = _artifact(Metrics, chain.workdir, "train-metrics")
-    run_id = components.train.python_func(
-        tuned_overrides=chain.artifacts["best"],
-        dataset_version=chain.artifacts["version"],
-        data=chain.artifacts["validated"],
-        model=model,
-        metrics=metrics,
-        **_common(),
-    )
-    assert Path(model.path).stat().st_size > 0
-    assert model.metadata["mlflow_run_id"] == run_id
-    client = _mlflow(chain)
-    assert client.get_run(run_id).data.tags["equiseg.dataset_version"] == chain.artifacts["version"]
-    chain.artifacts["model"] = model
+def test_train_produces_a_checkpoint_and_an_mlflow_run(workdir: Path, trained: SimpleNamespace, version: str) -> None:
+    assert Path(trained.model.path).stat().st_size > 0
+    assert trained.model.metadata["mlflow_run_id"] == trained.mlflow_run_id
+    tags = _mlflow(workdir).get_run(trained.mlflow_run_id).data.tags
+    assert tags["equiseg.dataset_version"] == version
+    assert tags["equiseg.pipeline_run_id"] == PIPELINE_RUN_ID
 
 
-def test_evaluate_robustness_reports_emm(chain: SimpleNamespace) -> None:
-    report = _artifact(HTML, chain.workdir, "robustness.html")
-    metrics = _artifact(Metrics, chain.workdir, "robustness-metrics")
-    components.evaluate_robustness.python_func(
-        data=chain.artifacts["validated"], model=chain.artifacts["model"], report=report, metrics=metrics, **_common()
-    )
-    assert "emm_avg" in metrics.metadata
-    assert 0.0 <= metrics.metadata["clean_miou"] <= 100.0
+def test_evaluate_robustness_reports_emm(evaluated: Any) -> None:
+    assert "emm_avg" in evaluated.metadata
+    assert 0.0 <= evaluated.metadata["clean_miou"] <= 100.0
 
 
-def test_gate_passes_a_first_model_on_floors(chain: SimpleNamespace) -> None:
-    verdict = _artifact(Markdown, chain.workdir, "gate.md")
-    passed = components.gate.python_func(
-        data=chain.artifacts["validated"], model=chain.artifacts["model"], verdict=verdict, **_common()
-    )
-    assert passed is True
-    gate_json = json.loads(Path(verdict.metadata["gate_json"]).read_text())
+def test_gate_passes_a_first_model_on_floors(gated: SimpleNamespace) -> None:
+    assert gated.passed is True
+    gate_json = json.loads(Path(gated.verdict.metadata["gate_json"]).read_text())
     assert gate_json["first_run"] is True
 
 
-def test_register_and_promote_sets_champion_with_lineage(chain: SimpleNamespace) -> None:
-    version = components.register_and_promote.python_func(
-        dataset_version=chain.artifacts["version"], model=chain.artifacts["model"], **_common()
-    )
-    client = _mlflow(chain)
-    champion = client.get_model_version_by_alias("equiseg", "champion")
-    assert str(champion.version) == version
-    assert champion.tags["equiseg.lineage.pipeline_run_id"] == RUN_ID
+def test_register_and_promote_sets_champion_with_lineage(workdir: Path, promoted: str) -> None:
+    champion = _mlflow(workdir).get_model_version_by_alias("equiseg", "champion")
+    assert str(champion.version) == promoted
+    assert champion.tags["equiseg.lineage.pipeline_run_id"] == PIPELINE_RUN_ID
 
 
-def test_publish_reports_and_run_summary(chain: SimpleNamespace) -> None:
-    index = _artifact(HTML, chain.workdir, "index.html")
-    components.publish_reports.python_func(gate_passed=True, index=index, **_common())
-    page = Path(index.path).read_text()
-    assert "robustness report" in page and "gate verdict" in page
+def test_publish_reports_links_every_report(published: Any) -> None:
+    page = Path(published.path).read_text()
+    assert "robustness report" in page and "gate verdict" in page and "model card" in page
+
+
+def test_run_summary_records_the_final_state(workdir: Path, version: str, published: Any) -> None:
     status = SimpleNamespace(state="SUCCEEDED", error_message=None)
-    components.run_summary.python_func(status=status, **_common())
-    summary = json.loads((chain.workdir / "runs" / RUN_ID / "summary.json").read_text())
+    components.run_summary.python_func(status=status, **COMMON)
+    summary = json.loads((workdir / "runs" / PIPELINE_RUN_ID / "summary.json").read_text())
     assert summary["state"] == "SUCCEEDED"
-    assert summary["dataset_version"] == chain.artifacts["version"]
+    assert summary["pipeline_run_id"] == PIPELINE_RUN_ID
+    assert summary["dataset_version"] == version

@@ -1,6 +1,6 @@
-"""Validation: GX manifest suite + pixel checks, quarantine with reasons, the rows invariant, report, drift.
+"""Validation: manifest rules (GX suite or plain Python) + pixel checks, quarantine with reasons, report, drift.
 
-Each bad-input kind (issue 3) is its own test case: it corrupts one sample of a good synthetic dataset and checks
+Each bad-input kind (docs/data.md) is its own test case: it corrupts one sample of a good synthetic dataset and checks
 that exactly that sample is quarantined with the right reason code while the good samples pass.
 """
 
@@ -22,13 +22,20 @@ from click.testing import CliRunner
 from PIL import Image
 
 from equiseg.cli import cli
-from equiseg.data import ManifestError, ValidationResult, generate_synthetic, validate_dataset
+from equiseg.data import ManifestError, ValidationResult, check_manifest_rules, generate_synthetic, validate_dataset
+from equiseg.expectations import run_manifest_suite
 
 Rows = list[dict[str, Any]]
 
 
 def _validate(root: Path, tmp_path: Path, **kwargs: Any) -> ValidationResult:
-    options: dict[str, Any] = {"num_classes": 8, "workers": 1, "progress": False, "max_quarantine_fraction": 0.5}
+    options: dict[str, Any] = {
+        "num_classes": 8,
+        "workers": 1,
+        "progress": False,
+        "max_quarantine_fraction": 0.5,
+        "manifest_checks": run_manifest_suite,
+    }
     options.update(kwargs)
     return validate_dataset(root / "manifest.parquet", root, tmp_path / "report", **options)
 
@@ -153,6 +160,15 @@ def test_cli_exit_codes(synthetic_copy: Path, tmp_path: Path) -> None:
     bad = runner.invoke(cli, [*args, "--report", str(tmp_path / "bad"), "--max-quarantine-fraction", "0"])
     assert bad.exit_code == 1
     assert "FAILED" in bad.output and "missing_file" in bad.output
+
+
+def test_cli_without_gx_runs_the_plain_python_rules(synthetic_copy: Path, tmp_path: Path) -> None:
+    manifest = str(synthetic_copy / "manifest.parquet")
+    args = ["data", "validate", "--manifest", manifest, "--workers", "1", "--no-gx", "--report", str(tmp_path / "r")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "PASSED" in result.output and not (tmp_path / "r" / "gx_docs").exists()
+    assert "Great Expectations" not in (tmp_path / "r" / "report.html").read_text()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -325,3 +341,31 @@ def test_manifest_with_missing_columns_is_a_clear_error(synthetic_copy: Path, tm
 def test_missing_manifest_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="does not exist"):
         validate_dataset(tmp_path / "nope.parquet", tmp_path, tmp_path / "r", num_classes=8)
+
+
+@pytest.mark.parametrize("case", sorted(MANIFEST_CASES))
+def test_plain_python_rules_quarantine_like_the_gx_suite(case: str, synthetic_copy: Path, tmp_path: Path) -> None:
+    """The core's own manifest rules (no great-expectations) quarantine the same row for the same reason."""
+    mutate, reason = MANIFEST_CASES[case]
+    _edit_manifest(synthetic_copy, lambda rows: mutate(rows[0]))
+    core = _validate(synthetic_copy, tmp_path / "core", manifest_checks=check_manifest_rules)
+    gx = _validate(synthetic_copy, tmp_path / "gx")
+    _assert_only(core, _sample_id(synthetic_copy), reason)
+    assert _quarantined(core) == _quarantined(gx)
+    assert not core.gx_success and not (core.gx_docs_dir / "index.html").exists()
+    failed = [
+        {
+            (e["expectation"], e["column"])
+            for e in json.loads(r.stats_path.read_text())["expectations"]
+            if not e["success"]
+        }
+        for r in (core, gx)
+    ]
+    assert failed[0] == failed[1]
+
+
+def test_plain_python_rules_keep_the_first_of_a_duplicated_id(synthetic_copy: Path, tmp_path: Path) -> None:
+    _edit_manifest(synthetic_copy, lambda rows: [*rows, dict(rows[4])])
+    result = _validate(synthetic_copy, tmp_path, manifest_checks=check_manifest_rules)
+    assert result.passed and result.rows_quarantined == 1
+    assert _quarantined(result) == {_sample_id(synthetic_copy, 4): ["duplicate_id"]}

@@ -12,8 +12,8 @@ import yaml
 from click.testing import CliRunner
 
 from equiseg.cli import cli
-from equiseg.data import dvc_dir_md5, generate_synthetic, version_data
-from equiseg.data.versioning import ensure_dvc_repo
+from equiseg.data import generate_synthetic
+from equiseg.versioning import dvc_dir_md5, ensure_dvc_repo, version_data
 
 
 def _digest(root: Path) -> dict[str, str]:

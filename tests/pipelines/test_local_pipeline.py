@@ -19,7 +19,7 @@ def _client(workdir: Path) -> MlflowClient:
 def test_local_run_validates_versions_trains_gates_and_registers(
     workdir: Path, tiny_pipeline_overrides: list[str]
 ) -> None:
-    run = run_local("smoke", tiny_pipeline_overrides, run_id="first")
+    run = run_local("smoke", tiny_pipeline_overrides, pipeline_run_id="first")
     summary = run.summary
     assert summary["state"] == "SUCCEEDED"
     # Every report the user is told about exists.
@@ -46,8 +46,8 @@ def test_local_run_validates_versions_trains_gates_and_registers(
 
 @pytest.mark.slow
 def test_second_run_rescores_the_champion_on_the_same_data(workdir: Path, tiny_pipeline_overrides: list[str]) -> None:
-    first = run_local("smoke", tiny_pipeline_overrides, run_id="first")
-    second = run_local("smoke", tiny_pipeline_overrides, run_id="second")
+    first = run_local("smoke", tiny_pipeline_overrides, pipeline_run_id="first")
+    second = run_local("smoke", tiny_pipeline_overrides, pipeline_run_id="second")
     assert first.summary["dataset_version"] == second.summary["dataset_version"]
     gate = json.loads((second.run_dir / "gate" / "gate.json").read_text())
     assert gate["first_run"] is False
@@ -57,7 +57,7 @@ def test_second_run_rescores_the_champion_on_the_same_data(workdir: Path, tiny_p
 
 def test_failed_step_still_writes_the_summary(workdir: Path, tiny_pipeline_overrides: list[str]) -> None:
     with pytest.raises(RuntimeError, match="failed"):
-        run_local("smoke", [*tiny_pipeline_overrides, "data.source=pst900"], run_id="broken")
+        run_local("smoke", [*tiny_pipeline_overrides, "data.source=pst900"], pipeline_run_id="broken")
     summary = json.loads((workdir / "runs" / "broken" / "summary.json").read_text())
     assert summary["state"] == "FAILED"
     assert "ingest-root" in summary["error"] or summary["steps"]["prepare_data"]["status"] == "failed"

@@ -36,7 +36,7 @@ def test_smoke_pipeline_against_mlflow_server_and_optuna_on_postgres(
             "tune.workers=2",
             "tune.trials=4",
         ],
-        run_id="scaleout",
+        pipeline_run_id="scaleout",
     )
     assert run.summary["state"] == "SUCCEEDED"
 

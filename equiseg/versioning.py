@@ -1,4 +1,4 @@
-"""Dataset versioning with DVC 3 (issue 3, item 6; mlops-stack.md §5).
+"""Dataset versioning with DVC 3 (docs/data.md).
 
 ``version_data`` runs ``dvc add`` on a data folder and ``dvc push`` to a remote, and returns the ``.dir`` md5 as the
 dataset version id used in MLflow tags and registry lineage. It works in a Git repository (the project root, where
@@ -52,8 +52,11 @@ def ensure_dvc_repo(repo_root: Path, *, remote: str | None = None, remote_name: 
     initialised with ``no_scm``. Local remote folders are created.
     """
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-    from dvc.config_schema import RelPath
-    from dvc.repo import Repo
+    try:
+        from dvc.config_schema import RelPath  # optional: the [mlops] extra; imported once analytics are off
+        from dvc.repo import Repo
+    except ImportError as exc:
+        raise ImportError("dataset versioning needs DVC: pip install 'equiseg[mlops]'") from exc
 
     repo_root = Path(repo_root).resolve()
     if not (repo_root / ".dvc").is_dir():

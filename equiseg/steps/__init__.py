@@ -1,0 +1,61 @@
+"""The retraining pipeline's steps as plain library functions, one module per stage (docs/pipeline.md).
+
+Each KFP component in ``components/`` is one call into this package. A step takes the resolved config and small
+parameters, does its work through the core and adapter modules, writes its outputs under the run folder
+(:mod:`equiseg.steps.run_folder`, the one module that knows its layout) and returns a small result the component
+maps to KFP outputs. Keeping the steps here means they are typed, tested on CPU without KFP, and the components
+stay thin. Steps also record what the user must see at the end of a run in ``facts.json``; the exit handler turns
+it into ``summary.json`` / ``summary.md``.
+"""
+
+from equiseg.steps.data import PreparedData, prepare_data
+from equiseg.steps.evaluation import EvaluatedCandidate, eval_loader, evaluate_candidate
+from equiseg.steps.promotion import GateDecision, gate_candidate, register_and_promote
+from equiseg.steps.run_folder import (
+    REPORT_LABELS,
+    read_facts,
+    record_facts,
+    reference_profile_path,
+    run_dir_for,
+    step_dir,
+    timed_step,
+)
+from equiseg.steps.summary import publish_reports, read_run_summary, write_run_summary
+from equiseg.steps.training import TrainedCandidate, lineage_tags, train_candidate
+from equiseg.steps.tuning import create_study, optuna_storage_for, select_best_trial, study_name_for, tune_worker
+from equiseg.steps.validation import DataValidationError, ValidatedData, validate_data
+from equiseg.steps.versioning import VersionedData, version_data
+
+__all__ = [
+    "REPORT_LABELS",
+    "DataValidationError",
+    "EvaluatedCandidate",
+    "GateDecision",
+    "PreparedData",
+    "TrainedCandidate",
+    "ValidatedData",
+    "VersionedData",
+    "create_study",
+    "eval_loader",
+    "evaluate_candidate",
+    "gate_candidate",
+    "lineage_tags",
+    "optuna_storage_for",
+    "prepare_data",
+    "publish_reports",
+    "read_facts",
+    "read_run_summary",
+    "record_facts",
+    "reference_profile_path",
+    "register_and_promote",
+    "run_dir_for",
+    "select_best_trial",
+    "step_dir",
+    "study_name_for",
+    "timed_step",
+    "train_candidate",
+    "tune_worker",
+    "validate_data",
+    "version_data",
+    "write_run_summary",
+]

@@ -1,0 +1,66 @@
+"""Pipeline step ``train``: the candidate, trained inside one MLflow run tagged with its lineage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from equiseg.config import EquisegConfig, config_hash
+from equiseg.provenance import git_commit
+from equiseg.steps.run_folder import record_facts, step_dir, timed_step
+from equiseg.tracking import Tracker, train_tracked
+
+__all__ = ["TrainedCandidate", "lineage_tags", "train_candidate"]
+
+
+@dataclass(frozen=True)
+class TrainedCandidate:
+    """The trained candidate: its best checkpoint, MLflow run and logged model."""
+
+    checkpoint: Path
+    mlflow_run_id: str
+    model_uri: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def lineage_tags(cfg: EquisegConfig, *, pipeline_run_id: str, dataset_version: str) -> dict[str, str]:
+    """Tags that tie an MLflow run or model version to its data, code, pipeline run and config."""
+    return {
+        "equiseg.dataset_version": dataset_version,
+        "equiseg.git_commit": git_commit(),
+        "equiseg.pipeline_run_id": pipeline_run_id,
+        "equiseg.config_hash": config_hash(cfg),
+        "equiseg.profile": cfg.profile,
+    }
+
+
+def train_candidate(
+    cfg: EquisegConfig, *, manifest: str | Path, data_root: str | Path, pipeline_run_id: str, dataset_version: str
+) -> TrainedCandidate:
+    """Train the candidate, logging to one MLflow run with lineage tags, then log the model from its checkpoint."""
+    folder = step_dir(cfg, pipeline_run_id, "train")
+    tracker = Tracker(cfg.tracking)
+    tags = lineage_tags(cfg, pipeline_run_id=pipeline_run_id, dataset_version=dataset_version)
+    run_name = f"train-{pipeline_run_id}"
+    with timed_step(folder.parent, "train"):
+        # train_tracked logs config, lineage, metrics, curves and the best model into one run.
+        result = train_tracked(
+            cfg,
+            manifest=Path(manifest),
+            data_root=Path(data_root),
+            out_dir=folder,
+            tracker=tracker,
+            show_progress=False,
+            run_name=run_name,
+            tags=tags,
+        )
+    mlflow_run_id = result.mlflow_run_id
+    if not result.model_uri:
+        raise RuntimeError(f"training run {mlflow_run_id} logged no model; check the MLflow run for errors")
+    record_facts(folder.parent, mlflow_run_id=mlflow_run_id, model_uri=result.model_uri, train_metrics=result.metrics)
+    return TrainedCandidate(
+        checkpoint=Path(result.best_checkpoint),
+        mlflow_run_id=str(mlflow_run_id),
+        model_uri=result.model_uri,
+        metrics={k: float(v) for k, v in result.metrics.items()},
+    )
