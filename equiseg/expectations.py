@@ -86,8 +86,8 @@ def _checkpoint(modalities: Sequence[str], docs_dir: Path) -> Any:
         warnings.simplefilter("ignore")
         try:
             import great_expectations as gx  # optional: the [mlops] extra; slow to import
-            import great_expectations.expectations as gxe
-            from great_expectations.data_context.types.base import ProgressBarsConfig
+            import great_expectations.expectations as gxe  # optional: the [mlops] extra
+            from great_expectations.data_context.types.base import ProgressBarsConfig  # optional: the [mlops] extra
         except ImportError as exc:
             raise ImportError(
                 "the manifest suite needs great-expectations: pip install 'equiseg[mlops]' "

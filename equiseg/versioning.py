@@ -54,7 +54,7 @@ def ensure_dvc_repo(repo_root: Path, *, remote: str | None = None, remote_name: 
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     try:
         from dvc.config_schema import RelPath  # optional: the [mlops] extra; imported once analytics are off
-        from dvc.repo import Repo
+        from dvc.repo import Repo  # optional: the [mlops] extra
     except ImportError as exc:
         raise ImportError("dataset versioning needs DVC: pip install 'equiseg[mlops]'") from exc
 

@@ -6,7 +6,6 @@ deployment with an HTTP tracking server is configured.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
