@@ -102,7 +102,7 @@ def tiny_overrides() -> tuple[str, ...]:
     return TINY_OVERRIDES
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_pipeline_overrides() -> list[str]:
     """The ``--set`` items that shrink the smoke profile for whole-pipeline runs (:data:`TINY_PIPELINE_OVERRIDES`)."""
     return list(TINY_PIPELINE_OVERRIDES)

@@ -20,16 +20,13 @@ from mlflow import MlflowClient
 import components
 
 PROFILE = "smoke"
-OVERRIDES = [
-    "data.samples=24",
-    "data.image_size=32",
-    "train.epochs=1",
-    "tune.trials=1",
-    "robustness.bootstrap_samples=50",
-    "gate.bootstrap_samples=50",
-]
 PIPELINE_RUN_ID = "components"
-COMMON: dict[str, Any] = {"profile": PROFILE, "overrides": OVERRIDES, "pipeline_run_id": PIPELINE_RUN_ID}
+
+
+@pytest.fixture(scope="module")
+def common(tiny_pipeline_overrides: list[str]) -> dict[str, Any]:
+    """The parameters every component takes: profile, the shared tiny pipeline overrides and the run id."""
+    return {"profile": PROFILE, "overrides": list(tiny_pipeline_overrides), "pipeline_run_id": PIPELINE_RUN_ID}
 
 
 @pytest.fixture(scope="module")
@@ -58,40 +55,42 @@ def _mlflow(workdir: Path) -> MlflowClient:
 
 
 @pytest.fixture(scope="module")
-def data(workdir: Path) -> Any:
+def data(common: dict[str, Any], workdir: Path) -> Any:
     data = _artifact(Dataset, workdir, "data")
-    components.prepare_data.python_func(source="", ingest_root="", data=data, **COMMON)
+    components.prepare_data.python_func(source="", ingest_root="", data=data, **common)
     return data
 
 
 @pytest.fixture(scope="module")
-def validated(workdir: Path, data: Any) -> SimpleNamespace:
+def validated(common: dict[str, Any], workdir: Path, data: Any) -> SimpleNamespace:
     out = SimpleNamespace(
         validated=_artifact(Dataset, workdir, "validated"),
         report=_artifact(HTML, workdir, "report.html"),
         stats=_artifact(Metrics, workdir, "stats"),
     )
     out.summary = components.validate_data.python_func(
-        data=data, validated=out.validated, report=out.report, stats=out.stats, **COMMON
+        data=data, validated=out.validated, report=out.report, stats=out.stats, **common
     )
     return out
 
 
 @pytest.fixture(scope="module")
-def version(validated: SimpleNamespace) -> str:
-    return str(components.version_data.python_func(data=validated.validated, **COMMON))
+def version(common: dict[str, Any], validated: SimpleNamespace) -> str:
+    return str(components.version_data.python_func(data=validated.validated, **common))
 
 
 @pytest.fixture(scope="module")
-def tuned(validated: SimpleNamespace) -> SimpleNamespace:
-    study = components.create_study.python_func(storage="", **COMMON)
-    finished = components.tune_worker.python_func(worker=0, trials=1, storage="", data=validated.validated, **COMMON)
-    best = components.select_best_trial.python_func(storage="", **COMMON)
+def tuned(common: dict[str, Any], validated: SimpleNamespace) -> SimpleNamespace:
+    study = components.create_study.python_func(storage="", **common)
+    finished = components.tune_worker.python_func(worker=0, trials=1, storage="", data=validated.validated, **common)
+    best = components.select_best_trial.python_func(storage="", **common)
     return SimpleNamespace(study=study, finished=finished, best=best)
 
 
 @pytest.fixture(scope="module")
-def trained(workdir: Path, validated: SimpleNamespace, version: str, tuned: SimpleNamespace) -> SimpleNamespace:
+def trained(
+    common: dict[str, Any], workdir: Path, validated: SimpleNamespace, version: str, tuned: SimpleNamespace
+) -> SimpleNamespace:
     out = SimpleNamespace(model=_artifact(Model, workdir, "model.pt"), metrics=_artifact(Metrics, workdir, "tm"))
     out.mlflow_run_id = components.train.python_func(
         tuned_overrides=tuned.best,
@@ -99,38 +98,40 @@ def trained(workdir: Path, validated: SimpleNamespace, version: str, tuned: Simp
         data=validated.validated,
         model=out.model,
         metrics=out.metrics,
-        **COMMON,
+        **common,
     )
     return out
 
 
 @pytest.fixture(scope="module")
-def evaluated(workdir: Path, validated: SimpleNamespace, trained: SimpleNamespace) -> Any:
+def evaluated(common: dict[str, Any], workdir: Path, validated: SimpleNamespace, trained: SimpleNamespace) -> Any:
     report = _artifact(HTML, workdir, "robustness.html")
     metrics = _artifact(Metrics, workdir, "robustness-metrics")
     components.evaluate_robustness.python_func(
-        data=validated.validated, model=trained.model, report=report, metrics=metrics, **COMMON
+        data=validated.validated, model=trained.model, report=report, metrics=metrics, **common
     )
     return metrics
 
 
 @pytest.fixture(scope="module")
-def gated(workdir: Path, validated: SimpleNamespace, trained: SimpleNamespace, evaluated: Any) -> SimpleNamespace:
+def gated(
+    common: dict[str, Any], workdir: Path, validated: SimpleNamespace, trained: SimpleNamespace, evaluated: Any
+) -> SimpleNamespace:
     verdict = _artifact(Markdown, workdir, "gate.md")
-    passed = components.gate.python_func(data=validated.validated, model=trained.model, verdict=verdict, **COMMON)
+    passed = components.gate.python_func(data=validated.validated, model=trained.model, verdict=verdict, **common)
     return SimpleNamespace(passed=passed, verdict=verdict)
 
 
 @pytest.fixture(scope="module")
-def promoted(version: str, trained: SimpleNamespace, gated: SimpleNamespace) -> str:
+def promoted(common: dict[str, Any], version: str, trained: SimpleNamespace, gated: SimpleNamespace) -> str:
     assert gated.passed, "the pipeline registers only a candidate that passed the gate"
-    return str(components.register_and_promote.python_func(dataset_version=version, model=trained.model, **COMMON))
+    return str(components.register_and_promote.python_func(dataset_version=version, model=trained.model, **common))
 
 
 @pytest.fixture(scope="module")
-def published(workdir: Path, promoted: str) -> Any:
+def published(common: dict[str, Any], workdir: Path, promoted: str) -> Any:
     index = _artifact(HTML, workdir, "index.html")
-    components.publish_reports.python_func(gate_passed=True, index=index, **COMMON)
+    components.publish_reports.python_func(gate_passed=True, index=index, **common)
     return index
 
 
@@ -186,9 +187,11 @@ def test_publish_reports_links_every_report(published: Any) -> None:
     assert "robustness report" in page and "gate verdict" in page and "model card" in page
 
 
-def test_run_summary_records_the_final_state(workdir: Path, version: str, published: Any) -> None:
+def test_run_summary_records_the_final_state(
+    common: dict[str, Any], workdir: Path, version: str, published: Any
+) -> None:
     status = SimpleNamespace(state="SUCCEEDED", error_message=None)
-    components.run_summary.python_func(status=status, **COMMON)
+    components.run_summary.python_func(status=status, **common)
     summary = json.loads((workdir / "runs" / PIPELINE_RUN_ID / "summary.json").read_text())
     assert summary["state"] == "SUCCEEDED"
     assert summary["pipeline_run_id"] == PIPELINE_RUN_ID
