@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "model": ("equiseg.cli.model_cmd", "group", "List the registered models; summarise one (params, GFLOPs)."),
     "data": ("equiseg.cli.data_cmd", "group", "Synthesise, ingest, validate and version datasets."),
     "evaluate": ("equiseg.cli.evaluate_cmd", "command", "Score a model on the robustness suite; write a report."),
+    "predict": ("equiseg.cli.predict_cmd", "command", "Masks and colour overlays from a stored model (the champion)."),
     "gate": ("equiseg.cli.gate_cmd", "command", "Decide whether a candidate may replace the champion."),
     "registry": ("equiseg.cli.registry_cmd", "group", "Register, promote, approve and roll back model versions."),
     "train": ("equiseg.cli.train_cmd", "command", "Train a model; keep the best checkpoint by robustness."),
