@@ -55,7 +55,7 @@ def _unknown(kind: str, names: Any, known: Any) -> str | None:
     bad = [n for n in names if n not in known]
     if not bad:
         return None
-    return f"unknown {kind} {', '.join(map(repr, bad))}; valid: {', '.join(known)}"
+    return f"unknown {kind} {', '.join(map(repr, bad))}; valid: {', '.join(map(str, known))}"
 
 
 def check_names(cfg: EquisegConfig) -> None:

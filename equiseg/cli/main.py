@@ -71,6 +71,8 @@ def describe_error(exc: BaseException) -> str:
     if len(text) > 300:
         text = text[:297] + "..."
     code = str(getattr(exc, "error_code", ""))
+    if code and "not found" in text:  # MLflow reports a missing alias as INVALID_PARAMETER_VALUE
+        code = "RESOURCE_DOES_NOT_EXIST"
     if code in _HINTS:
         text += f"; {_HINTS[code]}"
     elif isinstance(exc, ConnectionError | TimeoutError) or any(w in str(exc) for w in _UNREACHABLE):
