@@ -18,8 +18,6 @@ from typing import Any, TypeVar
 import click
 
 from equiseg.config import ConfigError, EquisegConfig, load_config
-from equiseg.modalities import KNOWN_MODALITIES
-from equiseg.models import list_models
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,6 +58,11 @@ def _unknown(kind: str, names: Any, known: Any) -> str | None:
 
 def check_names(cfg: EquisegConfig) -> None:
     """Raise :class:`ConfigError` when the config names a model, modality or severity that does not exist."""
+    # heavy (torch, via the model registry and modalities): deferred so `equiseg --help`, which loads this module
+    # through the pipeline plugin's help line, stays free of torch (tests/code/test_cli_lazy.py)
+    from equiseg.modalities import KNOWN_MODALITIES
+    from equiseg.models import list_models  # heavy (torch): see above
+
     models = list_models()
     experiment = cfg.experiment
     problems = [
