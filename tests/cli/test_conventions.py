@@ -206,3 +206,20 @@ def test_missing_extra_inside_a_command_names_the_extra(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Error: equiseg train needs mlflow, from the [mlops] extra: pip install 'equiseg[mlops]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_tune_progress_counts_finished_trials_from_the_study_storage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import optuna
+
+    from equiseg.cli.progress import TrialProgress
+    from equiseg.config import load_config
+
+    cfg = load_config("smoke")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    with TrialProgress(cfg, storage, trials=3, interval_s=0.05):
+        study = optuna.create_study(study_name=cfg.tune.study_name, storage=storage, direction="maximize")
+        study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=3)
+    err = capsys.readouterr().err
+    assert "tune trials" in err and "3/3" in err and "best=" in err
