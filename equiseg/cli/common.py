@@ -81,13 +81,19 @@ def check_names(cfg: EquisegConfig) -> None:
         raise ConfigError(f"{cfg.profile}: " + "; ".join(found))
 
 
+class BadConfig(click.ClickException):
+    """An invalid config: one ``Error:`` line with what is valid, exit code 2 like other usage errors."""
+
+    exit_code = 2
+
+
 def resolve_config(profile: str, overrides: tuple[str, ...]) -> EquisegConfig:
     """Load the config and check its names, or exit with the message (exit code 2, like other usage errors)."""
     try:
         cfg = load_config(profile, overrides)
         check_names(cfg)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise BadConfig(str(exc)) from exc
     return cfg
 
 
