@@ -166,6 +166,7 @@ def test_config_load_checks_model_modality_and_severity_names(tmp_path: Path) ->
 def test_read_only_commands_create_no_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     listed = CliRunner().invoke(cli, ["registry", "list"])
+    assert not (tmp_path / "runs").exists(), "registry list created a tracking store"
     assert listed.exit_code == 1 and "no tracking store at" in listed.output
     evaluated = CliRunner().invoke(
         cli, ["evaluate", "--model", "models:/equiseg@champion", "--manifest", __file__, "--out", "r"]
