@@ -143,3 +143,20 @@ def test_unreachable_webhook_is_logged_and_never_fails_the_run(
         summary = write_run_summary(cfg, pipeline_run_id=RUN_ID, state="SUCCEEDED", alert_webhook=url)
     assert summary.is_file()
     assert "not delivered after 4 attempts" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_failed_kfp_local_run_alerts_from_its_exit_handler(
+    hook: Hook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real pipeline under kfp.local: its first step fails, the exit handler still runs and sends the alert."""
+    from pipelines.local import run_local
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EQUISEG_ALERT_WEBHOOK", hook.url)  # the component subprocesses inherit it
+    with pytest.raises(RuntimeError, match="failed"):
+        run_local("smoke", ["data.source=pst900"], pipeline_run_id="broken")
+    (alert,) = hook.bodies
+    assert alert["event"] == "run_failed" and alert["pipeline_run_id"] == "broken"
+    assert alert["verdict"] == "not reached"
+    assert alert["reports"]["run summary"] == str(tmp_path / "runs" / "broken" / "summary.md")
