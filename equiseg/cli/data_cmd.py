@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from equiseg.cli.common import config_options, emit, json_option, out_option, require_out, resolve_config
+from equiseg.cli.common import (
+    config_options,
+    emit,
+    json_option,
+    out_option,
+    progress_option,
+    require_out,
+    resolve_config,
+)
 from equiseg.config import save_config
 from equiseg.data.manifest import ManifestError, manifest_info, read_manifest
 from equiseg.data.manifest_rules import check_manifest_rules
@@ -48,6 +56,7 @@ def group() -> None:
 @click.option("--seed", type=int, help="Seed; the same seed gives byte-identical files [data.seed].")
 @click.option("--conditions/--no-conditions", default=None, help="Tag night/fog scenes [data.conditions].")
 @click.option("--num-classes", type=int, help="Use only the first K classes (2-8) [data.num_classes].")
+@progress_option
 @json_option
 def synth(
     profile: str,
@@ -59,6 +68,7 @@ def synth(
     seed: int | None,
     conditions: bool | None,
     num_classes: int | None,
+    progress: bool,
     as_json: bool,
 ) -> None:
     """Generate the synthetic multimodal world; options default to the profile's data section.
@@ -78,6 +88,7 @@ def synth(
         val_fraction=cfg.val_fraction,
         test_fraction=cfg.test_fraction,
         num_classes=num_classes if num_classes is not None else cfg.num_classes,
+        progress=progress,
     )
     emit(as_json, {"manifest": str(manifest)}, f"manifest: {manifest}")
 
@@ -91,14 +102,15 @@ def synth(
     "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Manifest folder."
 )
 @click.option("--modalities", help="Comma-separated subset (default: every modality the layout provides).")
+@progress_option
 @json_option
-def ingest(fmt: str, root: Path, out_dir: Path, modalities: str | None, as_json: bool) -> None:
+def ingest(fmt: str, root: Path, out_dir: Path, modalities: str | None, progress: bool, as_json: bool) -> None:
     """Write OUT/manifest.parquet for a real dataset; paths stay relative to ROOT (no pixels are copied).
 
     Validate it next with `equiseg data validate --manifest OUT/manifest.parquet --data-root ROOT --report R`.
     """
     try:
-        manifest = ingest_dataset(fmt, root, out_dir, modalities=_modalities(modalities))
+        manifest = ingest_dataset(fmt, root, out_dir, modalities=_modalities(modalities), progress=progress)
     except (KeyError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from exc
     emit(as_json, {"manifest": str(manifest)}, f"manifest: {manifest}")
@@ -124,6 +136,7 @@ def ingest(fmt: str, root: Path, out_dir: Path, modalities: str | None, as_json:
     show_default=True,
     help="Run the manifest rules as a great-expectations suite with Data Docs (--no-gx: the same rules in Python).",
 )
+@progress_option
 @json_option
 def validate(
     profile: str,
@@ -137,6 +150,7 @@ def validate(
     drift_threshold: float | None,
     workers: int | None,
     gx: bool,
+    progress: bool,
     as_json: bool,
 ) -> None:
     """Validate a dataset; exit 0 on pass, 1 with a readable summary when a blocking rule fails.
@@ -162,6 +176,7 @@ def validate(
             drift_threshold=drift_threshold if drift_threshold is not None else cfg.data.drift_threshold,
             workers=workers if workers is not None else max(1, cfg.data.num_workers),
             manifest_checks=run_manifest_suite if gx else check_manifest_rules,
+            progress=progress,
         )
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -12,6 +12,8 @@ from pathlib import Path
 from types import TracebackType
 
 import optuna
+import sqlalchemy
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from equiseg.config import EquisegConfig
@@ -48,18 +50,37 @@ class TrialProgress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._baseline: int | None = None
+        self._engine: sqlalchemy.engine.Engine | None = None
 
-    def _poll(self, bar: tqdm) -> None:
+    def _study_exists(self) -> bool:
+        """Whether the study's row exists, read with plain SQL: opening an optuna storage creates its tables, and
+        doing that while the study itself creates them makes one of the two fail."""
         if self.storage.startswith("sqlite:///") and not Path(self.storage[len("sqlite:///") :]).is_file():
-            return  # the study has not created its file yet; opening it here would race the creation
+            return False  # connecting would create the file
+        if self._engine is None:
+            self._engine = sqlalchemy.create_engine(self.storage)
+        try:
+            with self._engine.connect() as conn:
+                query = sqlalchemy.text("SELECT 1 FROM studies WHERE study_name = :name")
+                return conn.execute(query, {"name": self.study_name}).first() is not None
+        except SQLAlchemyError:
+            return False  # no tables yet
+
+    def _finished(self) -> list[optuna.trial.FrozenTrial] | None:
+        """The study's finished trials, or None while it does not exist (or is busy)."""
+        if not self._study_exists():
+            return None
         try:
             study = optuna.load_study(study_name=self.study_name, storage=self.storage)
-            trials = study.get_trials(deepcopy=False, states=_FINISHED)
-        except Exception:  # progress is best effort: the study may not exist yet, or be busy
+            return study.get_trials(deepcopy=False, states=_FINISHED)
+        except Exception:  # progress is best effort: the storage may be busy
+            return None
+
+    def _poll(self, bar: tqdm) -> None:
+        trials = self._finished()
+        if trials is None:
             return
-        if self._baseline is None:
-            self._baseline = len(trials)
-        bar.n = min(self.total, len(trials) - self._baseline)
+        bar.n = min(self.total, len(trials) - (self._baseline or 0))
         done = [t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
         if done:
             bar.set_postfix(best=f"{max(done):.3f}", refresh=False)
@@ -74,6 +95,7 @@ class TrialProgress:
     def __enter__(self) -> TrialProgress:
         if self.enabled:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
+            self._baseline = len(self._finished() or [])  # trials of earlier runs of a continued study
             self._thread = threading.Thread(target=self._run, name="equiseg-tune-progress", daemon=True)
             self._thread.start()
         return self
@@ -84,3 +106,5 @@ class TrialProgress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._engine is not None:
+            self._engine.dispose()
