@@ -6,8 +6,18 @@ from components._image import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def run_summary(profile: str, overrides: list, pipeline_run_id: str, status: dsl.PipelineTaskFinalStatus):
-    """Record the pipeline's final state and error (if any) in ``<run dir>/summary.json`` and ``summary.md``."""
+def run_summary(
+    profile: str,
+    overrides: list,
+    pipeline_run_id: str,
+    status: dsl.PipelineTaskFinalStatus,
+    alert_webhook: str = "",
+):
+    """Record the final state and error in ``<run dir>/summary.json`` / ``summary.md``; alert on failure or block.
+
+    ``alert_webhook`` (else ``$EQUISEG_ALERT_WEBHOOK``) receives a JSON alert when the run failed or the gate
+    blocked; a failure to notify is logged and never fails this task (docs/operations.md, "Alerts").
+    """
     from equiseg.config import load_config
     from equiseg.steps import write_run_summary
 
@@ -16,4 +26,5 @@ def run_summary(profile: str, overrides: list, pipeline_run_id: str, status: dsl
         pipeline_run_id=pipeline_run_id,
         state=status.state,
         error_message=status.error_message or "",
+        alert_webhook=alert_webhook,
     )

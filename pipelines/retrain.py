@@ -57,9 +57,10 @@ def build_retrain_pipeline(
         ingest_root: str = "",
         trials_per_worker: int = 1,
         optuna_storage: str = "",
+        alert_webhook: str = "",
     ) -> None:
         common = {"profile": profile, "overrides": overrides, "pipeline_run_id": pipeline_run_id}
-        summary = run_summary(**common)
+        summary = run_summary(alert_webhook=alert_webhook, **common)
         with dsl.ExitHandler(summary, name="retrain"):
             data = prepare_data(source=data_source, ingest_root=ingest_root, **common)
             checked = validate_data(data=data.outputs["data"], **common)

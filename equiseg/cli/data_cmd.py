@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from equiseg.cli.common import config_options, resolve_config
+from equiseg.cli.common import (
+    config_options,
+    emit,
+    json_option,
+    out_option,
+    progress_option,
+    require_out,
+    resolve_config,
+)
 from equiseg.config import save_config
 from equiseg.data.manifest import ManifestError, manifest_info, read_manifest
 from equiseg.data.manifest_rules import check_manifest_rules
@@ -48,6 +56,8 @@ def group() -> None:
 @click.option("--seed", type=int, help="Seed; the same seed gives byte-identical files [data.seed].")
 @click.option("--conditions/--no-conditions", default=None, help="Tag night/fog scenes [data.conditions].")
 @click.option("--num-classes", type=int, help="Use only the first K classes (2-8) [data.num_classes].")
+@progress_option
+@json_option
 def synth(
     profile: str,
     overrides: tuple[str, ...],
@@ -58,6 +68,8 @@ def synth(
     seed: int | None,
     conditions: bool | None,
     num_classes: int | None,
+    progress: bool,
+    as_json: bool,
 ) -> None:
     """Generate the synthetic multimodal world; options default to the profile's data section.
 
@@ -76,8 +88,9 @@ def synth(
         val_fraction=cfg.val_fraction,
         test_fraction=cfg.test_fraction,
         num_classes=num_classes if num_classes is not None else cfg.num_classes,
+        progress=progress,
     )
-    click.echo(f"manifest: {manifest}")
+    emit(as_json, {"manifest": str(manifest)}, f"manifest: {manifest}")
 
 
 @group.command("ingest")
@@ -89,16 +102,18 @@ def synth(
     "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Manifest folder."
 )
 @click.option("--modalities", help="Comma-separated subset (default: every modality the layout provides).")
-def ingest(fmt: str, root: Path, out_dir: Path, modalities: str | None) -> None:
+@progress_option
+@json_option
+def ingest(fmt: str, root: Path, out_dir: Path, modalities: str | None, progress: bool, as_json: bool) -> None:
     """Write OUT/manifest.parquet for a real dataset; paths stay relative to ROOT (no pixels are copied).
 
     Validate it next with `equiseg data validate --manifest OUT/manifest.parquet --data-root ROOT --report R`.
     """
     try:
-        manifest = ingest_dataset(fmt, root, out_dir, modalities=_modalities(modalities))
+        manifest = ingest_dataset(fmt, root, out_dir, modalities=_modalities(modalities), progress=progress)
     except (KeyError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from exc
-    click.echo(f"manifest: {manifest}")
+    emit(as_json, {"manifest": str(manifest)}, f"manifest: {manifest}")
 
 
 @group.command("validate")
@@ -107,9 +122,7 @@ def ingest(fmt: str, root: Path, out_dir: Path, modalities: str | None) -> None:
     "--manifest", required=True, type=click.Path(exists=True, path_type=Path), help="manifest.parquet (or its folder)."
 )
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path), help="[manifest folder]")
-@click.option(
-    "--report", "report_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Outputs."
-)
+@out_option("Output folder (reports, validated/quarantine parquet, stats.json).", legacy=("--report",))
 @click.option("--num-classes", type=int, help="Class count [manifest metadata, else data.num_classes].")
 @click.option(
     "--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="stats.json to drift-check."
@@ -123,24 +136,29 @@ def ingest(fmt: str, root: Path, out_dir: Path, modalities: str | None) -> None:
     show_default=True,
     help="Run the manifest rules as a great-expectations suite with Data Docs (--no-gx: the same rules in Python).",
 )
+@progress_option
+@json_option
 def validate(
     profile: str,
     overrides: tuple[str, ...],
     manifest: Path,
     data_root: Path | None,
-    report_dir: Path,
+    out_dir: Path | None,
     num_classes: int | None,
     reference: Path | None,
     max_quarantine_fraction: float | None,
     drift_threshold: float | None,
     workers: int | None,
     gx: bool,
+    progress: bool,
+    as_json: bool,
 ) -> None:
     """Validate a dataset; exit 0 on pass, 1 with a readable summary when a blocking rule fails.
 
-    Writes REPORT/{validated,quarantine}.parquet, stats.json (use it as the next --reference), report.html
+    Writes OUT/{validated,quarantine}.parquet, stats.json (use it as the next --reference), report.html
     (self-contained) and gx_docs/ (Great Expectations Data Docs, not with --no-gx), plus config.yaml.
     """
+    report_dir = require_out(out_dir)
     cfg = resolve_config(profile, overrides)
     manifest_file = manifest / "manifest.parquet" if manifest.is_dir() else manifest
     try:
@@ -158,12 +176,13 @@ def validate(
             drift_threshold=drift_threshold if drift_threshold is not None else cfg.data.drift_threshold,
             workers=workers if workers is not None else max(1, cfg.data.num_workers),
             manifest_checks=run_manifest_suite if gx else check_manifest_rules,
+            progress=progress,
         )
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from exc
     save_config(cfg, report_dir / "config.yaml")
-    click.echo(result.summary)
-    click.echo(f"report: {result.report_path}")
+    payload = {"passed": result.passed, "summary": result.summary, "report": str(result.report_path)}
+    emit(as_json, payload, f"{result.summary}\nreport: {result.report_path}")
     if not result.passed:
         raise SystemExit(1)
 

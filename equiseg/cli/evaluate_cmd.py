@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
 
-from equiseg.cli.common import config_options, resolve_config
+from equiseg.cli.common import (
+    config_options,
+    emit,
+    json_option,
+    out_option,
+    progress_option,
+    read_only_tracking_uri,
+    require_out,
+    resolve_config,
+)
 from equiseg.robustness.evaluate import resolve_device, score_and_report
 
 
@@ -38,16 +46,11 @@ from equiseg.robustness.evaluate import resolve_device, score_and_report
 )
 @click.option("--split", help="Manifest split to score [robustness.split].")
 @click.option("--seed", type=int, help="Seed of every mask, noise draw and bootstrap [robustness.seed].")
-@click.option(
-    "--report",
-    "report_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder: robustness.json / .md / .html, PNG figures and config.yaml.",
-)
+@out_option("Output folder: robustness.json / .md / .html, PNG figures and config.yaml.", legacy=("--report",))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI for models:/ URIs [tracking.uri].")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@progress_option
+@json_option
 def command(
     profile: str,
     overrides: tuple[str, ...],
@@ -57,26 +60,28 @@ def command(
     suite: str | None,
     split: str | None,
     seed: int | None,
-    report_dir: Path,
+    out_dir: Path | None,
     device: str,
     tracking_uri: str | None,
-    no_progress: bool,
+    progress: bool,
+    as_json: bool,
 ) -> None:
-    """Score a model on the robustness suite of the profile and write a report to REPORT.
+    """Score a model on the robustness suite of the profile and write a report to OUT.
 
     Missing modalities (EMM) are zero-filled unless the model supports modality subsets (robustness.missing);
     every degradation is seeded, so two models evaluated with the same seed see identical inputs. Prints the
-    headline metrics; the full result is REPORT/robustness.json.
+    headline metrics; the full result is OUT/robustness.json.
     """
-    from equiseg.tracking import Tracker, is_model_uri, load_model  # optional: the [mlops] extra
+    from equiseg.tracking import configure_store, is_model_uri, load_model  # optional: the [mlops] extra
 
+    report_dir = require_out(out_dir)
     extra = [f"robustness.{k}={v}" for k, v in (("suite", suite), ("split", split), ("seed", seed)) if v is not None]
     cfg = resolve_config(profile, (*overrides, *extra))
-    tracking = cfg.tracking if tracking_uri is None else dataclasses.replace(cfg.tracking, uri=tracking_uri)
+    if is_model_uri(model_ref):  # reading a model never creates a tracking store
+        configure_store(read_only_tracking_uri(tracking_uri or cfg.tracking.uri))
     try:
         dev = resolve_device(device)
-        # a checkpoint path needs no tracking store (Tracker would create the default sqlite folder)
-        model = Tracker(tracking).load_model(model_ref, dev) if is_model_uri(model_ref) else load_model(model_ref, dev)
+        model = load_model(model_ref, dev)
         output = score_and_report(
             cfg,
             model,
@@ -85,12 +90,12 @@ def command(
             data_root=data_root or manifest.parent,
             out_dir=report_dir,
             device=dev,
-            progress=not no_progress,
+            progress=progress,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     metrics = output.result.summary_metrics()
-    for key in (
+    keys = (
         "clean_miou",
         "emm_avg",
         "emm_e0.1",
@@ -100,7 +105,8 @@ def command(
         "relative_robustness",
         "worst_slice_miou",
         "balance_ratio",
-    ):
-        if key in metrics:
-            click.echo(f"{key:>22}: {metrics[key]:.3f}")
-    click.echo(f"report: {output.paths['html']}")
+    )
+    shown = {k: metrics[k] for k in keys if k in metrics}
+    payload = {"model": model_ref, "metrics": metrics, "reports": {k: str(v) for k, v in output.paths.items()}}
+    lines = [f"{k:>22}: {v:.3f}" for k, v in shown.items()] + [f"report: {output.paths['html']}"]
+    emit(as_json, payload, "\n".join(lines))

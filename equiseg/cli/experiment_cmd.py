@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from equiseg.cli.common import config_options, resolve_config
+from equiseg.cli.common import config_options, emit, json_option, progress_option, resolve_config
 from equiseg.config import ConfigError
 from equiseg.experiments import run_claim
 
@@ -40,8 +40,12 @@ def group() -> None:
     show_default=True,
     help="Update this profile's section of experiment.results_doc (figures in a folder beside it).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def claim(profile: str, overrides: tuple[str, ...], analyse_only: bool, track: bool, doc: bool, quiet: bool) -> None:
+@progress_option
+@click.option("--quiet", "-q", "progress", flag_value=False, default=True, hidden=True, deprecated="use --no-progress")
+@json_option
+def claim(
+    profile: str, overrides: tuple[str, ...], analyse_only: bool, track: bool, doc: bool, progress: bool, as_json: bool
+) -> None:
     """Train every model of experiment.models with every seed alike, score each with the robustness suite, and
     compare EQUISeg with each baseline (two-level bootstrap over seeds and test images).
 
@@ -55,13 +59,27 @@ def claim(profile: str, overrides: tuple[str, ...], analyse_only: bool, track: b
     command = "equiseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
     try:
         analysis = run_claim(
-            cfg, tracking=track, analyse_only=analyse_only, write_doc=doc, progress=not quiet, command=command
+            cfg, tracking=track, analyse_only=analyse_only, write_doc=doc, progress=progress, command=command
         )
     except (ConfigError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from exc
+    lines, rows = [], []
     for outcome in analysis.outcomes:
         est = outcome.estimate
         verdict = "met" if outcome.met else "NOT met"
         interval = f"{est.value:+.2f} [{est.low:+.2f}, {est.high:+.2f}]"
-        click.echo(f"{outcome.name}: {interval} ({outcome.requirement}): {verdict}")
-    click.echo(f"results: {cfg.experiment.output_dir}/results.md" + (f", {cfg.experiment.results_doc}" if doc else ""))
+        lines.append(f"{outcome.name}: {interval} ({outcome.requirement}): {verdict}")
+        rows.append(
+            {
+                "name": outcome.name,
+                "value": est.value,
+                "low": est.low,
+                "high": est.high,
+                "requirement": outcome.requirement,
+                "met": bool(outcome.met),
+            }
+        )
+    results = f"{cfg.experiment.output_dir}/results.md"
+    lines.append(f"results: {results}" + (f", {cfg.experiment.results_doc}" if doc else ""))
+    payload = {"outcomes": rows, "results": results, "results_doc": cfg.experiment.results_doc if doc else None}
+    emit(as_json, payload, "\n".join(lines))

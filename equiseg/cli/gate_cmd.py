@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from equiseg.cli.common import config_options, resolve_config
+from equiseg.cli.common import config_options, emit, json_option, resolve_config
 
 
 @click.command("gate")
@@ -37,6 +37,7 @@ from equiseg.cli.common import config_options, resolve_config
     default=None,
     help="MLflow run of the candidate; gate.json and gate.md are logged to it.",
 )
+@json_option
 def command(
     profile: str,
     overrides: tuple[str, ...],
@@ -46,6 +47,7 @@ def command(
     out_dir: Path,
     tracking_uri: str | None,
     mlflow_run_id: str | None,
+    as_json: bool,
 ) -> None:
     """Run the robustness promotion gate and write OUT/gate.json and OUT/gate.md.
 
@@ -66,9 +68,8 @@ def command(
         tracking_uri=tracking_uri,
         mlflow_run_id=mlflow_run_id,
     )
-    click.echo(f"gate {verdict.headline()}")
-    for reason in verdict.reasons:
-        click.echo(f"  - {reason}")
-    click.echo(f"report: {out_dir / 'gate.md'}")
+    lines = [f"gate {verdict.headline()}", *(f"  - {reason}" for reason in verdict.reasons)]
+    payload = {**verdict.to_dict(), "report": str(out_dir / "gate.md")}
+    emit(as_json, payload, "\n".join([*lines, f"report: {out_dir / 'gate.md'}"]))
     if not verdict.passed:
         sys.exit(1)

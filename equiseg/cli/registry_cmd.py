@@ -11,13 +11,14 @@ from typing import Any, TypeVar
 
 import click
 
-from equiseg.cli.common import config_options, resolve_config
+from equiseg.cli.common import config_options, emit, json_option, read_only_tracking_uri, resolve_config
 from equiseg.config import EquisegConfig, config_hash
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _registry_options(func: F) -> F:
+    func = json_option(func)
     func = click.option(
         "--tracking-uri", default=None, help="MLflow tracking/registry URI (default: tracking.uri of the config)."
     )(func)
@@ -76,6 +77,7 @@ def register(
     verdict_path: Path | None,
     mlflow_run_id: str | None,
     lineage: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Register a logged model as a new version with lineage and verdict tags; prints the version. No alias moves."""
     from equiseg.promotion import GateVerdict, register_candidate  # optional: the [mlops] extra (mlflow)
@@ -96,7 +98,7 @@ def register(
         mlflow_run_id=mlflow_run_id,
         tracking_uri=_uri(cfg, tracking_uri),
     )
-    click.echo(version)
+    emit(as_json, {"version": version, "model_name": cfg.gate.model_name}, str(version))
 
 
 @group.command("promote")
@@ -109,7 +111,7 @@ def register(
     help="Override gate.mode: enabled moves champion, manual sets challenger, dry_run moves nothing.",
 )
 def promote_cmd(
-    profile: str, overrides: tuple[str, ...], tracking_uri: str | None, version: str, mode: str | None
+    profile: str, overrides: tuple[str, ...], tracking_uri: str | None, version: str, mode: str | None, as_json: bool
 ) -> None:
     """Promote a version with a passing verdict (champion moves last; previous_champion keeps the old one)."""
     from equiseg.promotion import PromotionError, promote  # optional: the [mlops] extra (mlflow)
@@ -126,7 +128,7 @@ def promote_cmd(
     except PromotionError as exc:
         _refused(exc)
     else:
-        click.echo(f"{result.action}: {result.message}")
+        emit(as_json, {"action": result.action, "message": result.message}, f"{result.action}: {result.message}")
 
 
 @group.command("approve")
@@ -134,7 +136,12 @@ def promote_cmd(
 @click.option("--version", default=None, help="Version to approve (default: the challenger).")
 @click.option("--approver", required=True, help="Who approves (recorded as the equiseg.approved_by tag).")
 def approve_cmd(
-    profile: str, overrides: tuple[str, ...], tracking_uri: str | None, version: str | None, approver: str
+    profile: str,
+    overrides: tuple[str, ...],
+    tracking_uri: str | None,
+    version: str | None,
+    approver: str,
+    as_json: bool,
 ) -> None:
     """Approve the challenger (manual mode): it becomes champion under the same checks as promote."""
     from equiseg.promotion import PromotionError, approve  # optional: the [mlops] extra (mlflow)
@@ -151,13 +158,15 @@ def approve_cmd(
     except PromotionError as exc:
         _refused(exc)
     else:
-        click.echo(f"{result.action}: {result.message}")
+        emit(as_json, {"action": result.action, "message": result.message}, f"{result.action}: {result.message}")
 
 
 @group.command("rollback")
 @_registry_options
 @click.option("--reason", required=True, help="Why (recorded in tags on both versions and the registered model).")
-def rollback_cmd(profile: str, overrides: tuple[str, ...], tracking_uri: str | None, reason: str) -> None:
+def rollback_cmd(
+    profile: str, overrides: tuple[str, ...], tracking_uri: str | None, reason: str, as_json: bool
+) -> None:
     """Move champion back to previous_champion."""
     from equiseg.promotion import PromotionError, rollback  # optional: the [mlops] extra (mlflow)
 
@@ -169,18 +178,17 @@ def rollback_cmd(profile: str, overrides: tuple[str, ...], tracking_uri: str | N
     except PromotionError as exc:
         _refused(exc)
     else:
-        click.echo(f"{result.action}: {result.message}")
+        emit(as_json, {"action": result.action, "message": result.message}, f"{result.action}: {result.message}")
 
 
 @group.command("list")
 @_registry_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_cmd(profile: str, overrides: tuple[str, ...], tracking_uri: str | None, as_json: bool) -> None:
     """List versions with aliases, gate verdicts, key metrics and lineage (newest first)."""
     from equiseg.promotion import audit_registry, list_versions  # optional: the [mlops] extra (mlflow)
 
     cfg = resolve_config(profile, overrides)
-    uri = _uri(cfg, tracking_uri)
+    uri = read_only_tracking_uri(tracking_uri or cfg.tracking.uri)  # listing never creates a store
     versions = list_versions(cfg.gate.model_name, tracking_uri=uri)
     if as_json:
         click.echo(json.dumps([asdict(v) for v in versions], indent=2))

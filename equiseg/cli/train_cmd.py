@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import click
 
-from equiseg.cli.common import config_options, resolve_config
+from equiseg.cli.common import config_options, emit, json_option, progress_option, resolve_config
 from equiseg.config import ConfigError, EquisegConfig
 from equiseg.training import train
 from equiseg.training.distributed import cleanup_distributed
@@ -86,7 +85,8 @@ overlay_option = click.option(
 )
 @click.option("--dataset-version", default=None, help="Lineage tag: dataset version id (e.g. the DVC .dir md5).")
 @click.option("--pipeline-run-id", default=None, help="Lineage tag: id of the pipeline run this training belongs to.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
+@progress_option
+@json_option
 def command(
     profile: str,
     overrides: tuple[str, ...],
@@ -100,6 +100,7 @@ def command(
     dataset_version: str | None,
     pipeline_run_id: str | None,
     progress: bool,
+    as_json: bool,
 ) -> None:
     """Train cfg.model.name on the train split; keep the best checkpoint by (clean mIoU + EMM avg) / 2.
 
@@ -130,16 +131,14 @@ def command(
         )
     cleanup_distributed()  # leave the torchrun process group cleanly (no-op in one process)
     if int(os.environ.get("RANK", "0")) == 0:
-        click.echo(
-            json.dumps(
-                {
-                    "best_checkpoint": str(result.best_checkpoint),
-                    "last_checkpoint": str(result.last_checkpoint),
-                    "epochs_run": result.epochs_run,
-                    "mlflow_run_id": result.mlflow_run_id,
-                    "model_uri": result.model_uri,
-                    "metrics": {k: round(v, 4) for k, v in result.metrics.items() if not k.startswith("miou/")},
-                },
-                indent=2,
-            )
-        )
+        payload = {
+            "best_checkpoint": str(result.best_checkpoint),
+            "last_checkpoint": str(result.last_checkpoint),
+            "epochs_run": result.epochs_run,
+            "mlflow_run_id": result.mlflow_run_id,
+            "model_uri": result.model_uri,
+            "metrics": {k: round(v, 4) for k, v in result.metrics.items() if not k.startswith("miou/")},
+        }
+        lines = [f"{k}: {v}" for k, v in payload.items() if k != "metrics" and v is not None]
+        lines += [f"{k:>22}: {v}" for k, v in payload["metrics"].items()]
+        emit(as_json, payload, "\n".join(lines))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from equiseg.cli.common import config_options
+from equiseg.cli.common import config_options, emit, json_option, out_option, progress_option
+from equiseg.cli.progress import TrialProgress
 from equiseg.cli.train_cmd import data_paths, overlay_option, resolve_with_overlays
 from equiseg.config import ConfigError
 from equiseg.tracking import Tracker
 from equiseg.tuning import run_study
+from equiseg.tuning.study import default_storage
 
 __all__ = ["command"]
 
@@ -44,19 +45,15 @@ __all__ = ["command"]
     default=None,
     help="Folder the manifest paths are relative to [default: the manifest's folder].",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Output folder for trial runs, optuna.db and best.yaml [default: <train.output_dir>/../tune].",
-)
+@out_option("Output folder for trial runs, optuna.db and best.yaml [default: <train.output_dir>/../tune].")
 @click.option(
     "--track/--no-track",
     default=True,
     show_default=True,
     help="Log the study as an MLflow run with one nested run per trial.",
 )
+@progress_option
+@json_option
 def command(
     profile: str,
     overrides: tuple[str, ...],
@@ -68,6 +65,8 @@ def command(
     data_root: Path | None,
     out_dir: Path | None,
     track: bool,
+    progress: bool,
+    as_json: bool,
 ) -> None:
     """Search tune.search_space with seeded TPE and pruning; objective (clean mIoU + EMM avg) / 2 (points).
 
@@ -81,27 +80,29 @@ def command(
     if track:
         tracker = Tracker(cfg.tracking)
     try:
-        result = run_study(
-            cfg,
-            manifest=manifest_path,
-            data_root=root,
-            out_dir=out,
-            trials=trials,
-            storage=storage,
-            workers=workers,
-            tracker=tracker,
-        )
+        study_storage = storage or cfg.tune.storage or default_storage(out)
+        with TrialProgress(cfg, study_storage, trials=trials, enabled=progress):
+            result = run_study(
+                cfg,
+                manifest=manifest_path,
+                data_root=root,
+                out_dir=out,
+                trials=trials,
+                storage=storage,
+                workers=workers,
+                tracker=tracker,
+            )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
-    click.echo(
-        json.dumps(
-            {
-                "best_params": result.best_params,
-                "best_value": round(result.best_value, 4),
-                "n_trials": result.n_trials,
-                "overlay": str(result.overlay_path),
-            },
-            indent=2,
-        )
+    payload = {
+        "best_params": result.best_params,
+        "best_value": round(result.best_value, 4),
+        "n_trials": result.n_trials,
+        "overlay": str(result.overlay_path),
+    }
+    emit(
+        as_json,
+        payload,
+        f"best objective {payload['best_value']} after {result.n_trials} trials: {result.best_params}\n"
+        f"train with: equiseg train --profile {profile} --overlay {result.overlay_path}",
     )
-    click.echo(f"train with: equiseg train --profile {profile} --overlay {result.overlay_path}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from equiseg.config import EquisegConfig
+from equiseg.steps.alerts import alert_for_run
 from equiseg.steps.run_folder import REPORT_LABELS, index_path, read_facts, record_facts, run_dir_for, summary_paths
 
 __all__ = ["publish_reports", "read_run_summary", "write_run_summary"]
@@ -52,8 +53,14 @@ model <code>{html.escape(cfg.model.name)}</code>.</p>
     return out
 
 
-def write_run_summary(cfg: EquisegConfig, *, pipeline_run_id: str, state: str, error_message: str = "") -> Path:
-    """Exit handler: ``summary.json`` and ``summary.md`` with the final state, even when a step failed."""
+def write_run_summary(
+    cfg: EquisegConfig, *, pipeline_run_id: str, state: str, error_message: str = "", alert_webhook: str = ""
+) -> Path:
+    """Exit handler: ``summary.json`` and ``summary.md`` with the final state, even when a step failed.
+
+    A failed run or a blocked gate is then announced to ``alert_webhook`` (else ``$EQUISEG_ALERT_WEBHOOK``) by
+    :func:`equiseg.steps.alerts.alert_for_run`; a failure to notify is logged and never fails the exit handler.
+    """
     run_dir = run_dir_for(cfg, pipeline_run_id)
     facts = record_facts(run_dir, pipeline_run_id=pipeline_run_id, state=state, error=error_message)
     lines = [f"# equiseg run {pipeline_run_id}: {state}", ""]
@@ -69,6 +76,7 @@ def write_run_summary(cfg: EquisegConfig, *, pipeline_run_id: str, state: str, e
     summary_json, summary_md = summary_paths(run_dir)
     summary_md.write_text("\n".join(lines) + "\n")
     summary_json.write_text(json.dumps(facts, indent=2, default=str))
+    alert_for_run(run_dir, facts, url=alert_webhook)
     return summary_md
 
 

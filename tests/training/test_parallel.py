@@ -30,7 +30,7 @@ def test_two_workers_share_one_study_without_losing_or_duplicating_trials(
     sets = [f"--set={item}" for item in (*tiny_overrides, "model.name=mean_fusion_tiny", "train.batch_size=6")]
     command = [
         _equiseg(), "tune", "--profile", "smoke", *sets, "--manifest", str(manifest), "--trials", "20",
-        "--workers", "2", "--storage", storage, "--out", str(tmp_path / "tune"), "--no-track",
+        "--workers", "2", "--storage", storage, "--out", str(tmp_path / "tune"), "--no-track", "--json",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env={**os.environ})
     assert done.returncode == 0, done.stderr[-3000:]
