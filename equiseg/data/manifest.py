@@ -129,10 +129,16 @@ def modality_columns(modality: str) -> list[str]:
 
 
 def manifest_schema(
-    modalities: Sequence[str], *, class_set: str = "", num_classes: int | None = None, source: str = ""
+    modalities: Sequence[str],
+    *,
+    class_set: str = "",
+    num_classes: int | None = None,
+    source: str = "",
+    ingest_columns: bool = False,
 ) -> pa.Schema:
-    """The Arrow schema of a manifest over ``modalities``, with the schema version in its metadata."""
-    fields = [pa.field(name, dtype) for name, dtype in BASE_COLUMNS + INGEST_COLUMNS]
+    """The Arrow schema of a manifest over ``modalities``, with the schema version in its metadata (and the
+    :data:`INGEST_COLUMNS` of a reader's manifest when ``ingest_columns``)."""
+    fields = [pa.field(name, dtype) for name, dtype in BASE_COLUMNS + (INGEST_COLUMNS if ingest_columns else ())]
     for modality in modalities:
         fields += [pa.field(f"{modality}_{name}", dtype) for name, dtype in _MODALITY_FIELDS]
     metadata = {
@@ -151,8 +157,12 @@ def rows_to_table(
     *,
     num_classes: int | None = None,
     source: str | None = None,
+    ingest_columns: bool = False,
 ) -> pa.Table:
-    """Build the manifest table from rows; every row must hold every modality in ``modalities``."""
+    """Build the manifest table from rows; every row not marked at ingestion must hold every modality.
+
+    ``ingest_columns``: add the :data:`INGEST_COLUMNS` (a reader's manifest); the synthetic world leaves them out.
+    """
     columns: dict[str, list[Any]] = {name: [] for name, _ in BASE_COLUMNS + INGEST_COLUMNS}
     for modality in modalities:
         for col in modality_columns(modality):
@@ -179,7 +189,11 @@ def rows_to_table(
                 columns[f"{modality}_{name}"].append(spec.get(name, default))
     class_set = rows[0].class_set if rows else ""
     schema = manifest_schema(
-        modalities, class_set=class_set, num_classes=num_classes, source=source or (rows[0].source if rows else "")
+        modalities,
+        class_set=class_set,
+        num_classes=num_classes,
+        source=source or (rows[0].source if rows else ""),
+        ingest_columns=ingest_columns,
     )
     return pa.table({f.name: pa.array(columns[f.name], type=f.type) for f in schema}, schema=schema)
 

@@ -113,7 +113,7 @@ def ingest(
     mods = reader(intake, modalities)
     if not intake.rows:
         raise LayoutError(f"{fmt}: found no samples under {root}; check --format and --root")
-    table = rows_to_table(intake.rows, mods, num_classes=DATASET_CLASSES[fmt], source=fmt)
+    table = rows_to_table(intake.rows, mods, num_classes=DATASET_CLASSES[fmt], source=fmt, ingest_columns=True)
     manifest = write_manifest(table, Path(out_dir) / MANIFEST_NAME, data_root=root)
     counts: dict[str, int] = {}
     for row in intake.rows:
