@@ -105,6 +105,16 @@ def check_png_integrity(data: bytes, name: str = "<bytes>") -> None:
             return
 
 
+def _error_code(exc: Exception) -> str:
+    """The reason code of a decoder exception: a CRC error, a file that ends early, or another decode error."""
+    text = str(exc).lower()
+    if "crc" in text:
+        return "crc_mismatch"
+    if any(word in text for word in ("truncated", "eof", "end of", "premature", "too small", "cannot reshape")):
+        return "truncated_file"
+    return "decode_error"
+
+
 def _npy_header(data: bytes, kind: str) -> tuple[tuple[int, ...], str]:
     """Shape and dtype of an NPY (or the first array of an NPZ) from its header alone."""
     import zipfile  # stdlib; only NPZ files need it
@@ -132,6 +142,8 @@ def read_header(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT
     kind = file_kind(data[:8])
     if kind is None:
         raise ImageDecodeError("not_an_image", f"{name} is not a PNG/JPEG/TIFF/NPY/NPZ file (bad magic bytes)")
+    if kind == "png":
+        check_png_integrity(data, name)  # before PIL reads the header: a damaged chunk gets its specific code
     try:
         if kind in ("npy", "npz"):
             shape, dtype = _npy_header(data, kind)
@@ -149,7 +161,8 @@ def read_header(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError("too_large", f"{name}: {exc}") from exc
     except Exception as exc:  # PIL/numpy raise OSError, SyntaxError, ValueError ... on corrupt headers
-        raise ImageDecodeError("decode_error", f"{name}: header unreadable ({type(exc).__name__}: {exc})") from exc
+        code = "archive_corrupt" if kind == "npz" else _error_code(exc)
+        raise ImageDecodeError(code, f"{name}: header unreadable ({type(exc).__name__}: {exc})") from exc
     if header.height * header.width > max_pixels:
         raise ImageDecodeError(
             "too_large",
@@ -201,8 +214,6 @@ def decode_image(
     """
     header = read_header(data, name, max_pixels=max_pixels)
     kind = header.kind
-    if kind == "png":
-        check_png_integrity(data, name)
     try:
         if kind in ("npy", "npz"):
             loaded = np.load(io.BytesIO(data), allow_pickle=False)
@@ -223,8 +234,9 @@ def decode_image(
     except ImageDecodeError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError ... on corrupt data
-        text = str(exc).lower()
-        code = "truncated_file" if ("truncated" in text or "eof" in text or "end of" in text) else "decode_error"
+        code = _error_code(exc)
+        if code == "decode_error" and kind == "npz":
+            code = "archive_corrupt"
         raise ImageDecodeError(code, f"{name} failed to decode ({type(exc).__name__}: {exc})") from exc
     if array.ndim == 2:
         array = array[:, :, None]

@@ -60,7 +60,8 @@ REASON_CODES: dict[str, str] = {
     "too_large": "the header claims more pixels than the decode limit (decompression bomb or wrong file)",
     "stray_file": "a file in a dataset folder that belongs to no sample",
     # Integrity and the dataset's file spec.
-    "crc_mismatch": "a PNG chunk's CRC-32 is wrong (flipped bytes: the pixels cannot be trusted)",
+    "crc_mismatch": "a PNG chunk's or NPZ member's CRC-32 is wrong (flipped bytes: the pixels cannot be trusted)",
+    "archive_corrupt": "an NPZ archive's structure is damaged (zip headers or directory unreadable)",
     "format_mismatch": "the file format (PNG, JPEG, ...) is not one the dataset ships",
     "mode_mismatch": "the image mode (L, RGB, RGBA, ...) is not the one the dataset ships for this modality",
     "bit_depth_mismatch": "the bit depth (8/16-bit, float) is not the one the dataset ships",

@@ -198,12 +198,24 @@ class Intake:
             )
         )
 
+    def pick(self, candidates: Sequence[Path], what: str, problems: list[tuple[str, str]]) -> Path | None:
+        """The one file of a sample's modality; two (``a.png`` and ``a.jpg``) make the sample id a duplicate."""
+        if len(candidates) > 1:
+            names = ", ".join(self.rel(c) for c in candidates)
+            problems.append(("duplicate_id", f"{what}: several files for one sample ({names}); keep one"))
+            self.claimed.update(self.rel(c) for c in candidates)
+        return candidates[0] if candidates else None
+
     def add_modalities(
-        self, paths: dict[str, Path | None], single: Sequence[str] = (), bands: dict[str, tuple[str, int]] | None = None
+        self,
+        paths: dict[str, Path | None],
+        single: Sequence[str] = (),
+        bands: dict[str, tuple[str, int]] | None = None,
+        problems: list[tuple[str, str]] | None = None,
     ) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]], tuple[int, int] | None]:
         """Probe each modality file; returns the manifest file specs, the problems and the first file's (H, W)."""
         files: dict[str, dict[str, Any]] = {}
-        problems: list[tuple[str, str]] = []
+        problems = [] if problems is None else problems
         size = None
         probes: dict[str, Probe] = {}
         for modality, path in paths.items():
@@ -222,6 +234,15 @@ class Intake:
             else:
                 files[modality] = self.file_spec(probe)
         return files, problems, size
+
+    def index(self, folder: Path, pattern: str, key: Any) -> dict[Any, list[Path]]:
+        """Image files under ``folder`` matching ``pattern`` grouped by ``key(path)`` (a sample's files pair by it)."""
+        found: dict[Any, list[Path]] = {}
+        if folder.is_dir():
+            for path in sorted(folder.glob(pattern)):
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    found.setdefault(key(path), []).append(path)
+        return found
 
     def strays(self, folders: Iterable[Path], split: str = "train") -> None:
         """Every file under ``folders`` no sample claimed becomes a quarantined ``stray_file`` row."""

@@ -10,6 +10,7 @@ folder); ``depth`` here is the raw ``depth/`` folder.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from equiseg.data.readers._intake import Intake, LayoutError, select
 from equiseg.data.specs import DatasetSpec, FileSpec, LabelSpec
@@ -38,31 +39,32 @@ SPEC = DatasetSpec(
 
 
 def read_deliver(intake: Intake, modalities: Sequence[str] | None) -> list[str]:
-    """DeLiVER: samples are the RGB frames; other modalities found by substituting ``img``/``_rgb_`` in the path."""
+    """DeLiVER: a sample is every ``<cond>/<split>/<seq>/<frame>`` found in any modality or label folder."""
     root = intake.root
-    rgb_files = sorted((root / "img").glob("*/*/*/*_rgb_front*"))
-    if not rgb_files:
+    if not any((root / "img").glob("*/*/*/*_rgb_front*")):
         raise LayoutError(f"deliver: no img/<cond>/<split>/<seq>/*_rgb_front.png under {root}")
     found = [m for m, (folder, _k) in _FOLDERS.items() if (root / folder).is_dir()]
     mods = select(found, modalities, "deliver")
-    for rgb in intake.track(rgb_files):
-        rel = rgb.relative_to(root)
-        cond, split, seq = rel.parts[1], rel.parts[2], rel.parts[3]
-        paths = {}
-        for modality in mods:
-            folder, kind = _FOLDERS[modality]
-            path = root / folder / cond / split / seq / rgb.name.replace("_rgb_", f"_{kind}_")
-            paths[modality] = path if path.exists() or path.is_symlink() else None
-        files, problems, size = intake.add_modalities(paths, single=("depth", "event", "lidar"))
+    folders = {m: _FOLDERS[m] for m in mods}
+    if (root / "semantic").is_dir():
+        folders["label"] = ("semantic", "semantic")
+    index = {
+        key: intake.index(root / folder, f"*/*/*/*_{kind}_front*", lambda p, f=folder, k=kind: _key(root / f, p, k))
+        for key, (folder, kind) in folders.items()
+    }
+    keys = sorted({k for files in index.values() for k in files})
+    for key in intake.track(keys):
+        cond, split, seq, frame = key
+        problems: list[tuple[str, str]] = []
+        paths = {m: intake.pick(index[m].get(key, []), m, problems) for m in mods}
+        files, problems, size = intake.add_modalities(paths, single=("depth", "event", "lidar"), problems=problems)
         label = None
-        if (root / "semantic").is_dir():
-            label_path = root / "semantic" / cond / split / seq / rgb.name.replace("_rgb_", "_semantic_")
-            found_label = label_path if label_path.exists() or label_path.is_symlink() else None
-            label = intake.probe(found_label, "label", label_path.relative_to(root).as_posix())
-        cases = tuple(case for case in _CASES if case in rel.as_posix())
-        sample_id = f"{cond}/{split}/{seq}/{rgb.stem.replace('_rgb_front', '')}"
+        if "label" in index:
+            label_path = intake.pick(index["label"].get(key, []), "label", problems)
+            label = intake.probe(label_path, "label", f"semantic/{cond}/{split}/{seq}/{frame}_semantic_front.png")
+        cases = tuple(case for case in _CASES if case in "/".join(key))
         intake.add(
-            sample_id,
+            "/".join(key),
             split,
             files,
             problems,
@@ -71,5 +73,10 @@ def read_deliver(intake: Intake, modalities: Sequence[str] | None) -> list[str]:
             label_encoding="deliver",
             conditions=(cond, *cases),
         )
-    intake.strays([root / _FOLDERS[m][0] for m in mods] + [root / "semantic"])
+    intake.strays([root / folder for folder, _kind in folders.values()])
     return mods
+
+
+def _key(folder: Path, path: Path, kind: str) -> tuple[str, ...]:
+    cond, split, seq = path.relative_to(folder).parts[:3]
+    return cond, split, seq, path.stem.replace(f"_{kind}_front", "")

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from equiseg.data.readers._intake import IMAGE_SUFFIXES, Intake, LayoutError, select
+from equiseg.data.readers._intake import Intake, LayoutError, select
 from equiseg.data.specs import DatasetSpec, FileSpec, LabelSpec
 
 __all__ = ["SPEC", "read_muses"]
@@ -40,33 +40,32 @@ def _key(root: Path, path: Path) -> tuple[str, ...]:
 
 
 def read_muses(intake: Intake, modalities: Sequence[str] | None) -> list[str]:
-    """MUSES: samples are the frame-camera images; sensors and labels are paired by split/weather/time/frame."""
+    """MUSES: a sample is every split/weather/time/frame found in any sensor or label folder."""
     root = intake.root
     found = [m for m, folder in _FOLDERS.items() if (root / folder).is_dir()]
     if "rgb" not in found:
-        raise LayoutError(
-            f"muses: no frame_camera/ folder under {root}; expected frame_camera/<split>/<weather>/<time>/"
-        )
+        raise LayoutError(f"muses: no frame_camera/ under {root}; expected frame_camera/<split>/<weather>/<time>/")
     mods = select(found, modalities, "muses")
+    folders = {m: _FOLDERS[m] for m in mods}
+    if (root / "gt_semantic").is_dir():
+        folders["label"] = "gt_semantic"
     index = {
-        m: {
-            _key(root / _FOLDERS[m], p): p
-            for p in sorted((root / _FOLDERS[m]).glob("*/*/*/*"))
-            if p.suffix.lower() in IMAGE_SUFFIXES
-        }
-        for m in mods
+        key: intake.index(root / folder, "*/*/*/*", lambda p, f=folder: _key(root / f, p))
+        for key, folder in folders.items()
     }
-    labels = {
-        _key(root / "gt_semantic", p): p for p in sorted((root / "gt_semantic").glob("*/*/*/*_gt_labelTrainIds.png"))
+    index["label"] = {
+        k: [p for p in v if p.stem.endswith("_gt_labelTrainIds")] for k, v in index.get("label", {}).items()
     }
-    for key, _rgb in intake.track(sorted(index["rgb"].items())):
+    keys = sorted({k for files in index.values() for k in files if files[k]})
+    for key in intake.track(keys):
         split, weather, time_of_day, _frame = key
-        files, problems, size = intake.add_modalities({m: index[m].get(key) for m in mods})
-        label = (
-            intake.probe(labels.get(key), "label", f"gt_semantic/{'/'.join(key)}")
-            if (root / "gt_semantic").is_dir()
-            else None
-        )
+        problems: list[tuple[str, str]] = []
+        paths = {m: intake.pick(index[m].get(key, []), m, problems) for m in mods}
+        files, problems, size = intake.add_modalities(paths, problems=problems)
+        label = None
+        if "label" in folders:
+            label_path = intake.pick(index["label"].get(key, []), "label", problems)
+            label = intake.probe(label_path, "label", f"gt_semantic/{'/'.join(key)}_gt_labelTrainIds.png")
         intake.add("/".join(key), split, files, problems, size=size, label=label, conditions=(weather, time_of_day))
-    intake.strays([root / _FOLDERS[m] for m in mods] + [root / "gt_semantic"])
+    intake.strays([root / folder for folder in folders.values()])
     return mods

@@ -2,13 +2,15 @@
 
 Thermal is FLIR AGC 8-bit stored gray or as 3 identical channels (→ channel 0), depth uint16, labels uint8 ids
 0..4. Colour-coded labels in the toolkit palette (../shared/realdata/pst900/README.md) are converted explicitly.
+A sample is every name found in any of a split's folders, so a frame whose RGB file is gone is still a sample
+(quarantined as ``missing_modality``), not a set of stray files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from equiseg.data.readers._intake import IMAGE_SUFFIXES, Intake, LayoutError, find, select
+from equiseg.data.readers._intake import Intake, LayoutError, select
 from equiseg.data.specs import DatasetSpec, FileSpec, LabelSpec
 
 __all__ = ["SPEC", "read_pst900"]
@@ -31,32 +33,27 @@ SPEC = DatasetSpec(
 
 
 def read_pst900(intake: Intake, modalities: Sequence[str] | None) -> list[str]:
-    """PST900: samples are the files of ``<split>/rgb/``; other modalities are paired by name."""
+    """PST900: samples are the names found in a split's modality and label folders."""
     root = intake.root
     split_dirs = [s for s in ("train", "test") if (root / s / "rgb").is_dir()]
     if not split_dirs:
-        raise LayoutError(
-            f"pst900: no train/rgb or test/rgb folder under {root}; expected {{train,test}}/rgb/<name>.png"
-        )
+        raise LayoutError(f"pst900: no train/rgb or test/rgb folder under {root}; expected {{train,test}}/rgb/*.png")
     found = ["rgb", "thermal"] + (["depth"] if all((root / s / "depth").is_dir() for s in split_dirs) else [])
     mods = select(found, modalities, "pst900")
-    listed = [
-        (split, rgb)
-        for split in split_dirs
-        for rgb in sorted((root / split / "rgb").iterdir())
-        if rgb.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    for split, rgb in intake.track(listed):
-        name = rgb.stem
-        paths = {m: rgb if m == "rgb" else find(root / split / m, name) for m in mods}
-        files, problems, size = intake.add_modalities(paths, single=("thermal", "depth"))
-        labelled = (root / split / "labels").is_dir()
-        label = (
-            intake.probe(find(root / split / "labels", name), "label", f"{split}/labels/{name}.png")
-            if labelled
-            else None
-        )
+    listed = []
+    for split in split_dirs:
+        index = {f: intake.index(root / split / f, "*", lambda p: p.stem) for f in (*mods, "labels")}
+        names = sorted({name for files in index.values() for name in files})
+        listed += [(split, name, index) for name in names]
+    for split, name, index in intake.track(listed):
+        problems: list[tuple[str, str]] = []
+        paths = {m: intake.pick(index[m].get(name, []), m, problems) for m in mods}
+        files, problems, size = intake.add_modalities(paths, single=("thermal", "depth"), problems=problems)
+        label = None
+        if (root / split / "labels").is_dir():
+            label_path = intake.pick(index["labels"].get(name, []), "label", problems)
+            label = intake.probe(label_path, "label", f"{split}/labels/{name}.png")
         intake.add(f"{split}/{name}", split, files, problems, size=size, label=label)
     for split in split_dirs:
-        intake.strays([root / split / folder for folder in ("rgb", *mods, "labels")], split)
+        intake.strays([root / split / folder for folder in (*mods, "labels")], split)
     return mods
