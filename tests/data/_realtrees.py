@@ -288,8 +288,8 @@ def as_bmp(path: Path, arg: int, root: Path) -> None:
 def colour_map(path: Path, arg: int, root: Path) -> None:
     """A one-sensor image replaced by a false-colour rendering (channels differ)."""
     array = _decoded(path)
-    gray = array if array.ndim == 2 else array[:, :, 0]
-    _rewrite(path, np.dstack([gray, 255 - gray, (gray // 2 + arg) % 256]).astype(np.uint8))
+    gray = (array if array.ndim == 2 else array[:, :, 0]).astype(np.int32)
+    _rewrite(path, np.dstack([gray, 255 - gray, (gray // 2 + 1 + arg) % 256]).astype(np.uint8))
 
 
 def label_palette(palette: tuple[tuple[int, int, int], ...]) -> Callable[[Path, int, Path], None]:
