@@ -235,6 +235,7 @@ def dangling_link(path: Path, arg: int, root: Path) -> None:
 
 def add_alpha(path: Path, arg: int, root: Path) -> None:
     array = _decoded(path)
+    array = (array >> 8).astype(np.uint8) if array.dtype == np.uint16 else array
     gray = array if array.ndim == 2 else array[:, :, 0]
     rgb = np.repeat(gray[:, :, None], 3, axis=2) if array.ndim == 2 else array[:, :, :3]
     _rewrite(path, np.dstack([rgb, np.full(gray.shape, 255, np.uint8)]))
@@ -246,7 +247,8 @@ def to_gray(path: Path, arg: int, root: Path) -> None:
 
 
 def drop_alpha(path: Path, arg: int, root: Path) -> None:
-    _rewrite(path, _decoded(path)[:, :, :3].copy())
+    array = _decoded(path)
+    _rewrite(path, array[:, :, :3].copy() if array.ndim == 3 else array)
 
 
 def to_16bit(path: Path, arg: int, root: Path) -> None:
@@ -273,6 +275,7 @@ def resize_pixel(path: Path, arg: int, root: Path) -> None:
 
 def as_jpeg(path: Path, arg: int, root: Path) -> None:
     array = _decoded(path)
+    array = (array >> 8).astype(np.uint8) if array.dtype == np.uint16 else array
     _rewrite(path, array[:, :, :3] if array.ndim == 3 else array, format="JPEG", quality=90)
 
 
@@ -282,12 +285,14 @@ def as_tiff(path: Path, arg: int, root: Path) -> None:
 
 def as_bmp(path: Path, arg: int, root: Path) -> None:
     array = _decoded(path)
+    array = (array >> 8).astype(np.uint8) if array.dtype == np.uint16 else array
     _rewrite(path, array[:, :, :3] if array.ndim == 3 else array, format="BMP")
 
 
 def colour_map(path: Path, arg: int, root: Path) -> None:
     """A one-sensor image replaced by a false-colour rendering (channels differ)."""
     array = _decoded(path)
+    array = (array >> 8).astype(np.uint8) if array.dtype == np.uint16 else array
     gray = (array if array.ndim == 2 else array[:, :, 0]).astype(np.int32)
     _rewrite(path, np.dstack([gray, 255 - gray, (gray // 2 + 1 + arg) % 256]).astype(np.uint8))
 
