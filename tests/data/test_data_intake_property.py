@@ -54,13 +54,17 @@ def _pristine(fmt: str, realdata: Path) -> tuple[Tree, dict[str, dict[str, torch
 
 def _kinds(fmt: str, target: str, path: str) -> tuple[str, ...]:
     """The damage that applies to a file. Left out: replacing content by other valid content of the same encoding
-    (a false-colour rendering of an RGB image, an 8-bit file shifted to zeros, recoloured ids of a dataset whose
-    labels are ids in channel 0); no reader can tell that from the real thing without a trusted checksum."""
+    (a false-colour rendering of an RGB image, an 8-bit file shifted to zeros, a 16-bit file rescaled, a JPEG
+    re-encoded where the dataset ships JPEG, recoloured ids of a dataset whose labels are ids in channel 0); no
+    reader can tell that from the real thing without a trusted checksum."""
     if path.endswith(".npz"):
         return NPZ_DAMAGE
     spec = SPECS[fmt]
     file_spec = spec.files.get(target)
-    kinds = [k for k in IMAGE_DAMAGE if k != "to_8bit" or (file_spec is not None and file_spec.dtype == "uint16")]
+    sixteen = file_spec is not None and file_spec.dtype == "uint16"
+    kinds = [k for k in IMAGE_DAMAGE if (k != "to_8bit" or sixteen) and (k != "to_16bit" or not sixteen)]
+    if file_spec is not None and "jpeg" in file_spec.formats:  # a lossy re-encode is a legal file of another look
+        kinds.remove("as_jpeg")
     kinds = [k for k in kinds if not k.startswith("label_") or target == "label"]  # label damage hits labels
     if file_spec is not None and not file_spec.replicated:
         kinds.remove("colour_map")

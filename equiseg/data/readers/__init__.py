@@ -10,6 +10,7 @@ validation quarantines it. Only a missing root or an unrecognised layout fails i
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,8 +96,12 @@ def ingest(
     modalities: Sequence[str] | None = None,
     progress: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int | None = None,
 ) -> IngestResult:
     """Read a dataset in layout ``fmt`` under ``root``; write ``out_dir/manifest.parquet`` with every sample found.
+
+    Files are probed (read once: SHA-256, PNG CRCs, header, pixel limit) in ``workers`` processes (default: up to
+    2, never more than the CPUs).
 
     Raises:
         KeyError: unknown format (the message lists the valid ones).
@@ -109,7 +114,8 @@ def ingest(
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"dataset root {root} is not a folder; pass the dataset's top folder as --root")
-    intake = Intake(fmt, root, SPECS[fmt], max_pixels=max_pixels, progress=progress)
+    workers = workers if workers is not None else max(1, min(2, os.cpu_count() or 1))
+    intake = Intake(fmt, root, SPECS[fmt], max_pixels=max_pixels, progress=progress, workers=workers)
     mods = reader(intake, modalities)
     if not intake.rows:
         raise LayoutError(f"{fmt}: found no samples under {root}; check --format and --root")
@@ -139,6 +145,10 @@ def ingest_dataset(
     modalities: Sequence[str] | None = None,
     progress: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int | None = None,
 ) -> Path:
     """:func:`ingest`, returning only the manifest path."""
-    return ingest(fmt, root, out_dir, modalities=modalities, progress=progress, max_pixels=max_pixels).manifest
+    result = ingest(
+        fmt, root, out_dir, modalities=modalities, progress=progress, max_pixels=max_pixels, workers=workers
+    )
+    return result.manifest

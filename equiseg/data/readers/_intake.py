@@ -8,6 +8,7 @@ ingestion. Only dataset-level problems (root missing, layout not recognised) rai
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -87,9 +88,11 @@ class Intake:
     spec: DatasetSpec
     max_pixels: int = DEFAULT_MAX_PIXELS
     progress: bool = False
+    workers: int = 1
     rows: list[ManifestRow] = field(default_factory=list)
     claimed: set[str] = field(default_factory=set)
     _ids: set[str] = field(default_factory=set)
+    _probed: dict[Path, Probe] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.real_root = Path(os.path.realpath(self.root))
@@ -103,32 +106,47 @@ class Intake:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
+    def prefetch(self, paths: Sequence[Path]) -> None:
+        """Probe many files ahead in ``workers`` processes (the reader's own calls then find them done)."""
+        todo = [p for p in paths if p not in self._probed]
+        if self.workers <= 1 or len(todo) < 64:
+            return
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(method).Pool(self.workers) as pool:
+            probes = pool.map(self._probe_file, todo, chunksize=max(1, min(64, len(todo) // (self.workers * 8))))
+        self._probed.update(zip(todo, probes, strict=True))
+
     def probe(self, path: Path | None, what: str, expected: str = "") -> Probe:
         """Read one file once: escape, existence, type, size, header and pixel-limit checks; never raises."""
         if path is None:
             return Probe("", problem=("missing_modality", f"{what}: no file {expected} on disk"))
+        self.claimed.add(self.rel(path))
+        probe = self._probed.pop(path, None) or self._probe_file(path)
+        if probe.problem is not None:
+            code, detail = probe.problem
+            return Probe(probe.rel, problem=(code, f"{what}: {detail}"))
+        return probe
+
+    def _probe_file(self, path: Path) -> Probe:
         rel = self.rel(path)
-        self.claimed.add(rel)
         if path.is_symlink():
             target = Path(os.path.realpath(path))
             if target != self.real_root and self.real_root not in target.parents:
-                return Probe(
-                    rel, problem=("path_symlink_escape", f"{what}: {rel} links to {target}, outside the data root")
-                )
+                return Probe(rel, problem=("path_symlink_escape", f"{rel} links to {target}, outside the data root"))
         if not path.exists():
-            return Probe(rel, problem=("missing_modality", f"{what}: {rel} is a dangling link"))
+            return Probe(rel, problem=("missing_modality", f"{rel} is a dangling link"))
         if not path.is_file():
-            return Probe(rel, problem=("not_a_file", f"{what}: {rel} is a folder or device, not a file"))
+            return Probe(rel, problem=("not_a_file", f"{rel} is a folder or device, not a file"))
         try:
             data = path.read_bytes()
         except OSError as exc:
-            return Probe(rel, problem=("unreadable", f"{what}: {rel} cannot be read ({exc.strerror or exc})"))
+            return Probe(rel, problem=("unreadable", f"{rel} cannot be read ({exc.strerror or exc})"))
         if not data:
-            return Probe(rel, problem=("empty_file", f"{what}: {rel} is empty (0 bytes)"))
+            return Probe(rel, problem=("empty_file", f"{rel} is empty (0 bytes)"))
         try:
             header = read_header(data, rel, max_pixels=self.max_pixels)
         except ImageDecodeError as exc:
-            return Probe(rel, problem=(exc.code, f"{what}: {exc}"))
+            return Probe(rel, problem=(exc.code, str(exc)))
         return Probe(rel, header=header, sha256=hashlib.sha256(data).hexdigest())
 
     def file_spec(self, probe: Probe, *, bands: str = "", channels: int | None = None) -> dict[str, Any]:
@@ -236,12 +254,14 @@ class Intake:
         return files, problems, size
 
     def index(self, folder: Path, pattern: str, key: Any) -> dict[Any, list[Path]]:
-        """Image files under ``folder`` matching ``pattern`` grouped by ``key(path)`` (a sample's files pair by it)."""
+        """Image files under ``folder`` matching ``pattern`` grouped by ``key(path)`` (a sample's files pair by it);
+        their probes start in the worker processes."""
         found: dict[Any, list[Path]] = {}
         if folder.is_dir():
             for path in sorted(folder.glob(pattern)):
                 if path.suffix.lower() in IMAGE_SUFFIXES:
                     found.setdefault(key(path), []).append(path)
+        self.prefetch([p for paths in found.values() for p in paths])
         return found
 
     def strays(self, folders: Iterable[Path], split: str = "train") -> None:

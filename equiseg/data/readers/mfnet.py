@@ -62,6 +62,7 @@ def read_mfnet(intake: Intake, modalities: Sequence[str] | None) -> list[str]:
     ]
     labelled = (root / "labels").is_dir()
     bands = {"rgb": ("0:3", 3), "thermal": ("3:4", 1)}
+    intake.prefetch([p for _s, n in listed for p in (find(root / "images", n), find(root / "labels", n)) if p])
     for split, name in intake.track(listed):
         image = find(root / "images", name)
         files, problems, size = intake.add_modalities({m: image for m in mods}, bands=bands)
@@ -82,6 +83,7 @@ def read_mfnet_cmx(intake: Intake, modalities: Sequence[str] | None) -> list[str
     ]
     folders = {"rgb": "rgb", "thermal": "ther"}
     labelled = (root / "labels").is_dir()
+    intake.prefetch([p for _s, n in listed for f in ("rgb", "ther", "labels") if (p := find(root / f, n))])
     for split, name in intake.track(listed):
         paths = {m: find(root / folders[m], name) for m in mods}
         files, problems, size = intake.add_modalities(paths, single=("thermal",))

@@ -39,6 +39,8 @@ def read_nyuv2(intake: Intake, modalities: Sequence[str] | None) -> list[str]:
         for split, names in read_split_lists(root, ("train", "val", "test"), "nyuv2").items()
         for name in names
     ]
+    wanted = [*(folders[m] for m in mods), "Label"]
+    intake.prefetch([p for _s, n in listed for f in wanted if (p := find(root / f, n))])
     for split, name in intake.track(listed):
         paths = {m: find(root / folders[m], name) for m in mods}
         files, problems, size = intake.add_modalities(paths, single=("depth",))
