@@ -132,7 +132,9 @@ def _npy_header(data: bytes, kind: str) -> tuple[tuple[int, ...], str]:
     return tuple(shape), str(dtype)
 
 
-def read_header(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
+def read_header(
+    data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS, check_crc: bool = True
+) -> ImageHeader:
     """The header of an image file's bytes (enough leading bytes for PIL, the whole file for NPZ).
 
     Raises:
@@ -142,7 +144,7 @@ def read_header(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT
     kind = file_kind(data[:8])
     if kind is None:
         raise ImageDecodeError("not_an_image", f"{name} is not a PNG/JPEG/TIFF/NPY/NPZ file (bad magic bytes)")
-    if kind == "png":
+    if kind == "png" and check_crc:
         check_png_integrity(data, name)  # before PIL reads the header: a damaged chunk gets its specific code
     try:
         if kind in ("npy", "npz"):
@@ -163,12 +165,7 @@ def read_header(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT
     except Exception as exc:  # PIL/numpy raise OSError, SyntaxError, ValueError ... on corrupt headers
         code = "archive_corrupt" if kind == "npz" else _error_code(exc)
         raise ImageDecodeError(code, f"{name}: header unreadable ({type(exc).__name__}: {exc})") from exc
-    if header.height * header.width > max_pixels:
-        raise ImageDecodeError(
-            "too_large",
-            f"{name} claims {header.width}×{header.height} = {header.height * header.width} pixels, above the limit "
-            f"of {max_pixels} (raise --max-pixels if the dataset really is that large)",
-        )
+    _hold_limit(header, name, max_pixels)
     return header
 
 
@@ -201,48 +198,67 @@ def decode_array(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAUL
 
 
 def decode_image(
-    data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS, check_crc: bool = True
 ) -> tuple[np.ndarray, ImageHeader]:
     """Decode file bytes to an ``(H, W, C)`` array in the file's own dtype, with the file's header.
 
     The header is read (and its size held against ``max_pixels``) before any pixel is decoded; PNG chunk CRCs are
-    verified.
+    verified (``check_crc=False`` where the bytes' SHA-256 already matched a checksum taken after a CRC check).
 
     Raises:
         ImageDecodeError: with the reason code (``not_an_image``, ``too_large``, ``truncated_file``,
             ``crc_mismatch``, ``decode_error``).
     """
-    header = read_header(data, name, max_pixels=max_pixels)
-    kind = header.kind
+    kind = file_kind(data[:8])
+    if kind in (None, "npy", "npz"):
+        header = read_header(data, name, max_pixels=max_pixels)
+        return _decode_numpy(data, name, header), header
+    if kind == "png" and check_crc:
+        check_png_integrity(data, name)
     try:
-        if kind in ("npy", "npz"):
-            loaded = np.load(io.BytesIO(data), allow_pickle=False)
-            array = loaded[next(iter(loaded.files))] if kind == "npz" else loaded
-            array = np.asarray(array)
-        else:
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                mode_channels_dtype(img.mode)  # reject exotic modes with a clear code
-                if img.mode == "P":
-                    array = np.asarray(img)
-                elif img.mode in ("I;16B", "I;16L"):
-                    array = np.asarray(img.convert("I;16"))
-                else:
-                    array = np.asarray(img)
-                if img.mode == "I;16":
-                    array = array.astype(np.uint16, copy=False)
+        with Image.open(io.BytesIO(data)) as img:  # one open: the header is checked before pixels are decoded
+            channels, dtype = mode_channels_dtype(img.mode)
+            header = ImageHeader(kind, img.mode, channels, dtype, img.height, img.width)
+            _hold_limit(header, name, max_pixels)
+            img.load()
+            array = np.asarray(img.convert("I;16")) if img.mode in ("I;16B", "I;16L") else np.asarray(img)
+            if img.mode == "I;16":
+                array = array.astype(np.uint16, copy=False)
     except ImageDecodeError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError("too_large", f"{name}: {exc}") from exc
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError ... on corrupt data
+        raise ImageDecodeError(_error_code(exc), f"{name} failed to decode ({type(exc).__name__}: {exc})") from exc
+    return _as_hwc(array, name), header
+
+
+def _decode_numpy(data: bytes, name: str, header: ImageHeader) -> np.ndarray:
+    try:
+        loaded = np.load(io.BytesIO(data), allow_pickle=False)
+        array = np.asarray(loaded[next(iter(loaded.files))] if header.kind == "npz" else loaded)
+    except Exception as exc:  # numpy / zipfile raise ValueError, BadZipFile, EOFError ... on corrupt data
         code = _error_code(exc)
-        if code == "decode_error" and kind == "npz":
-            code = "archive_corrupt"
+        code = "archive_corrupt" if code == "decode_error" and header.kind == "npz" else code
         raise ImageDecodeError(code, f"{name} failed to decode ({type(exc).__name__}: {exc})") from exc
+    return _as_hwc(array, name)
+
+
+def _as_hwc(array: np.ndarray, name: str) -> np.ndarray:
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3:
         raise ImageDecodeError("decode_error", f"{name} decodes to shape {array.shape}, expected (H, W[, C])")
-    return array, header
+    return array
+
+
+def _hold_limit(header: ImageHeader, name: str, max_pixels: int) -> None:
+    if header.height * header.width > max_pixels:
+        raise ImageDecodeError(
+            "too_large",
+            f"{name} claims {header.width}×{header.height} = {header.height * header.width} pixels, above the limit "
+            f"of {max_pixels} (raise --max-pixels if the dataset really is that large)",
+        )
 
 
 def peek_channels_dtype(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, str, int, int]:

@@ -7,6 +7,7 @@ ingestion. Only dataset-level problems (root missing, layout not recognised) rai
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ from equiseg.data.io import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageHeader, r
 from equiseg.data.manifest import ManifestRow
 from equiseg.data.specs import DatasetSpec
 
-__all__ = ["IMAGE_SUFFIXES", "Intake", "LayoutError", "Probe", "find", "read_split_lists", "select"]
+__all__ = ["IMAGE_SUFFIXES", "Intake", "LayoutError", "Probe", "find", "probe_file", "read_split_lists", "select"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npz", ".npy", ".tif", ".tiff")
 T = TypeVar("T")
@@ -79,6 +80,30 @@ def select(found: Sequence[str], requested: Sequence[str] | None, fmt: str) -> l
     return list(requested)
 
 
+def probe_file(root: Path, real_root: Path, max_pixels: int, path: Path) -> Probe:
+    """Probe one file (a module-level function, so worker processes receive only these small arguments)."""
+    rel = path.relative_to(root).as_posix()
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if target != real_root and real_root not in target.parents:
+            return Probe(rel, problem=("path_symlink_escape", f"{rel} links to {target}, outside the data root"))
+    if not path.exists():
+        return Probe(rel, problem=("missing_modality", f"{rel} is a dangling link"))
+    if not path.is_file():
+        return Probe(rel, problem=("not_a_file", f"{rel} is a folder or device, not a file"))
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return Probe(rel, problem=("unreadable", f"{rel} cannot be read ({exc.strerror or exc})"))
+    if not data:
+        return Probe(rel, problem=("empty_file", f"{rel} is empty (0 bytes)"))
+    try:
+        header = read_header(data, rel, max_pixels=max_pixels)
+    except ImageDecodeError as exc:
+        return Probe(rel, problem=(exc.code, str(exc)))
+    return Probe(rel, header=header, sha256=hashlib.sha256(data).hexdigest())
+
+
 @dataclass
 class Intake:
     """Collects the rows of one ingestion; every sample found on disk becomes exactly one row."""
@@ -112,8 +137,9 @@ class Intake:
         if self.workers <= 1 or len(todo) < 64:
             return
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        work = functools.partial(probe_file, self.root, self.real_root, self.max_pixels)
         with multiprocessing.get_context(method).Pool(self.workers) as pool:
-            probes = pool.map(self._probe_file, todo, chunksize=max(1, min(64, len(todo) // (self.workers * 8))))
+            probes = pool.map(work, todo, chunksize=max(1, min(64, len(todo) // (self.workers * 8))))
         self._probed.update(zip(todo, probes, strict=True))
 
     def probe(self, path: Path | None, what: str, expected: str = "") -> Probe:
@@ -128,26 +154,7 @@ class Intake:
         return probe
 
     def _probe_file(self, path: Path) -> Probe:
-        rel = self.rel(path)
-        if path.is_symlink():
-            target = Path(os.path.realpath(path))
-            if target != self.real_root and self.real_root not in target.parents:
-                return Probe(rel, problem=("path_symlink_escape", f"{rel} links to {target}, outside the data root"))
-        if not path.exists():
-            return Probe(rel, problem=("missing_modality", f"{rel} is a dangling link"))
-        if not path.is_file():
-            return Probe(rel, problem=("not_a_file", f"{rel} is a folder or device, not a file"))
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            return Probe(rel, problem=("unreadable", f"{rel} cannot be read ({exc.strerror or exc})"))
-        if not data:
-            return Probe(rel, problem=("empty_file", f"{rel} is empty (0 bytes)"))
-        try:
-            header = read_header(data, rel, max_pixels=self.max_pixels)
-        except ImageDecodeError as exc:
-            return Probe(rel, problem=(exc.code, str(exc)))
-        return Probe(rel, header=header, sha256=hashlib.sha256(data).hexdigest())
+        return probe_file(self.root, self.real_root, self.max_pixels, path)
 
     def file_spec(self, probe: Probe, *, bands: str = "", channels: int | None = None) -> dict[str, Any]:
         """Manifest fields of a probed modality file."""
