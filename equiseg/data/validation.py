@@ -344,9 +344,12 @@ def validate_dataset(
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     docs_dir = report_dir / "gx_docs"
-    checks = manifest_checks(table, modalities, docs_dir)
-    reasons: Reasons = {i: list(r) for i, r in checks.row_reasons.items()}
-    reasons.update(ingest_reasons(table))
+    marked = ingest_reasons(table)  # the reader's codes; the manifest rules see only the other rows
+    kept = [i for i in range(table.num_rows) if i not in marked]
+    checked = table.take(pa.array(kept, type=pa.int64())) if marked else table
+    checks = manifest_checks(checked, modalities, docs_dir)
+    reasons: Reasons = {kept[i]: list(r) for i, r in checks.row_reasons.items()}
+    reasons.update(marked)
     rows = table.to_pylist()
     totals = _scan_pixels(
         rows,
