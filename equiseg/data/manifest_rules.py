@@ -101,7 +101,10 @@ def check_manifest_rules(table: pa.Table, modalities: Sequence[str], docs_dir: P
     for name in rule_columns(modalities):
         if name != "label_path":  # label_path may be null (unlabelled)
             rules.apply(
-                "expect_column_values_to_not_be_null", name, columns[name], lambda v: v is None and "null_field"
+                "expect_column_values_to_not_be_null",
+                name,
+                columns[name],
+                lambda v: "null_field" if v is None else None,
             )
     seen: set[Any] = set()
 

@@ -266,9 +266,9 @@ def check_sample(
             continue
         array, header = decoded
         if spec is not None and modality in spec.files:
-            problems = check_file(modality, header, array, spec.files[modality], spec.name)
-            if problems:
-                check.reasons += problems
+            mismatches = check_file(modality, header, array, spec.files[modality], spec.name)
+            if mismatches:
+                check.reasons += mismatches
                 continue
         _check_modality(row, modality, array, check)
     label_rel = row.get("label_path")

@@ -17,7 +17,7 @@ from equiseg.data.specs import DatasetSpec, FileSpec, LabelSpec
 
 __all__ = ["SPEC", "SPEC_CMX", "read_mfnet", "read_mfnet_cmx"]
 
-_PALETTE = ((0, 0, 0), (64, 0, 128), (64, 64, 0), (0, 128, 192), (0, 0, 192))
+_PALETTE: tuple[tuple[int, int, int], ...] = ((0, 0, 0), (64, 0, 128), (64, 64, 0), (0, 128, 192), (0, 0, 192))
 _PALETTE += ((128, 128, 0), (64, 64, 128), (192, 128, 128), (192, 64, 0))
 _LABEL = LabelSpec(max_id=8, palette=_PALETTE)
 
