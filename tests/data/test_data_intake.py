@@ -194,3 +194,12 @@ def test_synth_never_deletes_files_it_did_not_write(tmp_path: Path) -> None:
     assert (out / "rgb" / "my_photo.png").read_bytes() == b"not ours" and (out / "notes.md").read_text() == "mine"
     assert sorted(p.name for p in (out / "rgb").iterdir()) == ["my_photo.png", "syn000000.png", "syn000001.png"]
     assert not (out / "depth").exists()  # the earlier run's own folder, now empty, is gone
+
+
+def test_probing_in_worker_processes_gives_the_same_manifest(frames: Frames, tmp_path: Path) -> None:
+    tree = BUILDERS["pst900"](tmp_path / "pst", frames, n=20)  # type: ignore[call-arg]  # 80 files: the pool runs
+    DAMAGE["empty"](tree.root / next(iter(tree.files.values()))["depth"], 0, tree.root)
+    one = ingest("pst900", tree.root, tmp_path / "one", progress=False, workers=1).manifest
+    two = ingest("pst900", tree.root, tmp_path / "two", progress=False, workers=2).manifest
+    assert read_manifest(one).equals(read_manifest(two))
+    assert read_manifest(two).column("ingest_codes").to_pylist().count(["empty_file"]) == 1

@@ -131,6 +131,10 @@ class Intake:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
+    def prefetch_indexed(self, indexes: Iterable[dict[Any, list[Path]]]) -> None:
+        """:meth:`prefetch` every file of some :meth:`index` results, in one pool."""
+        self.prefetch([p for index in indexes for paths in index.values() for p in paths])
+
     def prefetch(self, paths: Sequence[Path]) -> None:
         """Probe many files ahead in ``workers`` processes (the reader's own calls then find them done)."""
         todo = [p for p in paths if p not in self._probed]
@@ -261,14 +265,12 @@ class Intake:
         return files, problems, size
 
     def index(self, folder: Path, pattern: str, key: Any) -> dict[Any, list[Path]]:
-        """Image files under ``folder`` matching ``pattern`` grouped by ``key(path)`` (a sample's files pair by it);
-        their probes start in the worker processes."""
+        """Image files under ``folder`` matching ``pattern`` grouped by ``key(path)`` (a sample's files pair by it)."""
         found: dict[Any, list[Path]] = {}
         if folder.is_dir():
             for path in sorted(folder.glob(pattern)):
                 if path.suffix.lower() in IMAGE_SUFFIXES:
                     found.setdefault(key(path), []).append(path)
-        self.prefetch([p for paths in found.values() for p in paths])
         return found
 
     def strays(self, folders: Iterable[Path], split: str = "train") -> None:

@@ -52,6 +52,7 @@ def read_deliver(intake: Intake, modalities: Sequence[str] | None) -> list[str]:
         key: intake.index(root / folder, f"*/*/*/*_{kind}_front*", lambda p, f=folder, k=kind: _key(root / f, p, k))
         for key, (folder, kind) in folders.items()
     }
+    intake.prefetch_indexed(index.values())
     keys = sorted({k for files in index.values() for k in files})
     for key in intake.track(keys):
         cond, split, seq, frame = key

@@ -56,6 +56,7 @@ def read_muses(intake: Intake, modalities: Sequence[str] | None) -> list[str]:
     index["label"] = {
         k: [p for p in v if p.stem.endswith("_gt_labelTrainIds")] for k, v in index.get("label", {}).items()
     }
+    intake.prefetch_indexed(index.values())
     keys = sorted({k for files in index.values() for k in files if files[k]})
     for key in intake.track(keys):
         split, weather, time_of_day, _frame = key

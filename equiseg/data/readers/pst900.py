@@ -40,11 +40,13 @@ def read_pst900(intake: Intake, modalities: Sequence[str] | None) -> list[str]:
         raise LayoutError(f"pst900: no train/rgb or test/rgb folder under {root}; expected {{train,test}}/rgb/*.png")
     found = ["rgb", "thermal"] + (["depth"] if all((root / s / "depth").is_dir() for s in split_dirs) else [])
     mods = select(found, modalities, "pst900")
-    listed = []
-    for split in split_dirs:
-        index = {f: intake.index(root / split / f, "*", lambda p: p.stem) for f in (*mods, "labels")}
-        names = sorted({name for files in index.values() for name in files})
-        listed += [(split, name, index) for name in names]
+    indexes = {s: {f: intake.index(root / s / f, "*", lambda p: p.stem) for f in (*mods, "labels")} for s in split_dirs}
+    intake.prefetch_indexed(index for folders in indexes.values() for index in folders.values())
+    listed = [
+        (split, name, index)
+        for split, index in indexes.items()
+        for name in sorted({name for files in index.values() for name in files})
+    ]
     for split, name, index in intake.track(listed):
         problems: list[tuple[str, str]] = []
         paths = {m: intake.pick(index[m].get(name, []), m, problems) for m in mods}
