@@ -17,9 +17,10 @@ from equiseg.cli.common import (
     resolve_config,
 )
 from equiseg.config import save_config
+from equiseg.data.io import DEFAULT_MAX_PIXELS
 from equiseg.data.manifest import ManifestError, manifest_info, read_manifest
 from equiseg.data.manifest_rules import check_manifest_rules
-from equiseg.data.readers import ingest_dataset
+from equiseg.data.readers import ingest
 from equiseg.data.synthetic import generate_synthetic
 from equiseg.data.validation import validate_dataset
 from equiseg.expectations import run_manifest_suite
@@ -56,6 +57,9 @@ def group() -> None:
 @click.option("--seed", type=int, help="Seed; the same seed gives byte-identical files [data.seed].")
 @click.option("--conditions/--no-conditions", default=None, help="Tag night/fog scenes [data.conditions].")
 @click.option("--num-classes", type=int, help="Use only the first K classes (2-8) [data.num_classes].")
+@click.option(
+    "--overwrite", is_flag=True, help="Allow a non-empty --out; only files an earlier synth wrote are removed."
+)
 @progress_option
 @json_option
 def synth(
@@ -68,28 +72,34 @@ def synth(
     seed: int | None,
     conditions: bool | None,
     num_classes: int | None,
+    overwrite: bool,
     progress: bool,
     as_json: bool,
 ) -> None:
     """Generate the synthetic multimodal world; options default to the profile's data section.
 
-    `equiseg data synth --profile smoke --out data` reproduces the dataset tracked by data.dvc. The folder is
-    rewritten (earlier generator output removed) so it always equals this run's output. No config.yaml is written
-    into the data folder (it would change the DVC hash); the generator parameters are in the manifest metadata.
+    `equiseg data synth --profile smoke --out data` reproduces the dataset tracked by data.dvc. A non-empty folder
+    is refused unless --overwrite; then only the files an earlier synth listed in its manifest are removed, never
+    anything else. No config.yaml is written into the data folder (it would change the DVC hash); the generator
+    parameters are in the manifest metadata.
     """
     cfg = resolve_config(profile, overrides).data
-    manifest = generate_synthetic(
-        out_dir or Path(cfg.root),
-        samples=samples if samples is not None else cfg.samples,
-        size=size if size is not None else cfg.image_size,
-        modalities=_modalities(modalities) or cfg.modalities,
-        seed=seed if seed is not None else cfg.seed,
-        conditions=conditions if conditions is not None else cfg.conditions,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        num_classes=num_classes if num_classes is not None else cfg.num_classes,
-        progress=progress,
-    )
+    try:
+        manifest = generate_synthetic(
+            out_dir or Path(cfg.root),
+            samples=samples if samples is not None else cfg.samples,
+            size=size if size is not None else cfg.image_size,
+            modalities=_modalities(modalities) or cfg.modalities,
+            seed=seed if seed is not None else cfg.seed,
+            conditions=conditions if conditions is not None else cfg.conditions,
+            val_fraction=cfg.val_fraction,
+            test_fraction=cfg.test_fraction,
+            num_classes=num_classes if num_classes is not None else cfg.num_classes,
+            progress=progress,
+            overwrite=overwrite,
+        )
+    except (FileExistsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
     emit(as_json, {"manifest": str(manifest)}, f"manifest: {manifest}")
 
 
@@ -102,18 +112,41 @@ def synth(
     "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Manifest folder."
 )
 @click.option("--modalities", help="Comma-separated subset (default: every modality the layout provides).")
+@click.option(
+    "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True, help="Refuse images above H×W pixels."
+)
 @progress_option
 @json_option
-def ingest(fmt: str, root: Path, out_dir: Path, modalities: str | None, progress: bool, as_json: bool) -> None:
+def ingest_cmd(
+    fmt: str, root: Path, out_dir: Path, modalities: str | None, max_pixels: int, progress: bool, as_json: bool
+) -> None:
     """Write OUT/manifest.parquet for a real dataset; paths stay relative to ROOT (no pixels are copied).
 
-    Validate it next with `equiseg data validate --manifest OUT/manifest.parquet --data-root ROOT --report R`.
+    Every sample found is a row; a sample with a broken file (empty, unreadable, missing modality, not an image,
+    too large, a link leaving ROOT, a duplicate id, a stray file) is marked with a reason code and quarantined by
+    `equiseg data validate --manifest OUT --out R` (the manifest records ROOT).
     """
     try:
-        manifest = ingest_dataset(fmt, root, out_dir, modalities=_modalities(modalities), progress=progress)
+        result = ingest(
+            fmt, root, out_dir, modalities=_modalities(modalities), max_pixels=max_pixels, progress=progress
+        )
     except (KeyError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from exc
-    emit(as_json, {"manifest": str(manifest)}, f"manifest: {manifest}")
+    payload = {
+        "manifest": str(result.manifest),
+        "samples_found": result.samples_found,
+        "samples_ok": result.samples_ok,
+        "samples_marked": result.samples_marked,
+        "reason_counts": result.reason_counts,
+    }
+    lines = [
+        f"found {result.samples_found} samples: {result.samples_ok} to validate, "
+        f"{result.samples_marked} marked for quarantine"
+    ]
+    if result.reason_counts:
+        lines.append("reasons: " + ", ".join(f"{k}={v}" for k, v in result.reason_counts.items()))
+    lines.append(f"manifest: {result.manifest}")
+    emit(as_json, payload, "\n".join(lines))
 
 
 @group.command("validate")
@@ -121,7 +154,14 @@ def ingest(fmt: str, root: Path, out_dir: Path, modalities: str | None, progress
 @click.option(
     "--manifest", required=True, type=click.Path(exists=True, path_type=Path), help="manifest.parquet (or its folder)."
 )
-@click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path), help="[manifest folder]")
+@click.option(
+    "--data-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder the manifest paths are relative to [the root the manifest records, else its folder].",
+)
+@click.option(
+    "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True, help="Refuse images above H×W pixels."
+)
 @out_option("Output folder (reports, validated/quarantine parquet, stats.json).", legacy=("--report",))
 @click.option("--num-classes", type=int, help="Class count [manifest metadata, else data.num_classes].")
 @click.option(
@@ -150,6 +190,7 @@ def validate(
     drift_threshold: float | None,
     workers: int | None,
     gx: bool,
+    max_pixels: int,
     progress: bool,
     as_json: bool,
 ) -> None:
@@ -165,7 +206,7 @@ def validate(
         info = manifest_info(read_manifest(manifest_file))
         result = validate_dataset(
             manifest_file,
-            data_root or manifest_file.parent,
+            data_root,
             report_dir,
             num_classes=num_classes or info.num_classes or cfg.data.num_classes,
             ignore_index=cfg.data.ignore_index,
@@ -177,6 +218,7 @@ def validate(
             workers=workers if workers is not None else max(1, cfg.data.num_workers),
             manifest_checks=run_manifest_suite if gx else check_manifest_rules,
             progress=progress,
+            max_pixels=max_pixels,
         )
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -12,6 +12,7 @@ from equiseg.data.manifest import (
     ManifestError,
     ManifestRow,
     PathEscapeError,
+    manifest_data_root,
     manifest_info,
     manifest_modalities,
     read_manifest,
@@ -21,7 +22,7 @@ from equiseg.data.manifest import (
 )
 from equiseg.data.manifest_rules import ManifestChecker, ManifestChecks, check_manifest_rules
 from equiseg.data.pixelcheck import REASON_CODES
-from equiseg.data.readers import DATASET_CLASSES, ingest_dataset, list_formats
+from equiseg.data.readers import DATASET_CLASSES, SPECS, IngestResult, LayoutError, ingest, ingest_dataset, list_formats
 from equiseg.data.synthetic import (
     CLASS_NAMES,
     CLASS_TABLE,
@@ -41,8 +42,11 @@ __all__ = [
     "MANIFEST_NAME",
     "REASON_CODES",
     "SCHEMA_VERSION",
+    "SPECS",
     "SYNTHETIC_CLASS_SET",
     "SYNTHETIC_MODALITIES",
+    "IngestResult",
+    "LayoutError",
     "ManifestChecker",
     "ManifestChecks",
     "ManifestError",
@@ -56,9 +60,11 @@ __all__ = [
     "drift_distances",
     "generate_from_config",
     "generate_synthetic",
+    "ingest",
     "ingest_dataset",
     "list_formats",
     "make_loader",
+    "manifest_data_root",
     "manifest_info",
     "manifest_modalities",
     "read_manifest",

@@ -20,6 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from equiseg.data.io import apply_label_encoding, decode_array, select_bands
 from equiseg.data.manifest import ALLOWED_SPLITS, manifest_modalities, read_manifest, resolve_in_root
+from equiseg.data.readers import spec_for
+from equiseg.data.specs import palette_to_ids
 from equiseg.modalities import from_unit, to_unit
 
 __all__ = ["MultimodalDataset", "collate_samples", "make_loader"]
@@ -68,7 +70,7 @@ class MultimodalDataset(Dataset[dict[str, Any]]):
             raise ValueError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
         if crop_size is not None and crop_size < 1:
             raise ValueError(f"crop_size must be positive or None, got {crop_size}")
-        rows = table.to_pylist()
+        rows = [r for r in table.to_pylist() if not r.get("ingest_codes")]  # marked for quarantine at ingestion
         if split is not None:
             rows = [r for r in rows if r["split"] == split]
         self.rows = rows
@@ -101,8 +103,15 @@ class MultimodalDataset(Dataset[dict[str, Any]]):
         if not row["label_path"]:
             return torch.full((height, width), IGNORE_INDEX, dtype=torch.int64)
         path = resolve_in_root(self.data_root, row["label_path"])
-        raw = decode_array(path.read_bytes(), str(path))[:, :, 0]
-        return torch.from_numpy(apply_label_encoding(raw, row["label_encoding"] or "identity", IGNORE_INDEX))
+        array = decode_array(path.read_bytes(), str(path))
+        encoding = row["label_encoding"] or "identity"
+        if encoding == "palette":  # a colour-coded label: map its colours to ids with the dataset's palette
+            spec = spec_for(row["source"])
+            ids = palette_to_ids(array, spec.label.palette) if spec and spec.label.palette else None
+            if ids is None:
+                raise ValueError(f"sample {row['sample_id']}: label colours are not the {row['source']} palette")
+            array, encoding = ids, "identity"
+        return torch.from_numpy(apply_label_encoding(array[:, :, 0], encoding, IGNORE_INDEX))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows[index]

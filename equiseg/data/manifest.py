@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 __all__ = [
     "ALLOWED_SPLITS",
     "BASE_COLUMNS",
+    "INGEST_COLUMNS",
     "LABEL_ENCODINGS",
     "MANIFEST_NAME",
     "SCHEMA_VERSION",
@@ -31,6 +32,7 @@ __all__ = [
     "ManifestRow",
     "PathEscapeError",
     "file_sha256",
+    "manifest_data_root",
     "manifest_modalities",
     "manifest_schema",
     "modality_columns",
@@ -45,14 +47,21 @@ SCHEMA_VERSION = "1"
 MANIFEST_NAME = "manifest.parquet"
 ALLOWED_SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: How raw label ids map to training ids: identity (MFNet, PST900, MUSES: 255 stays ignore), shift1 (NYUv2:
-#: 0 → ignore, id − 1), deliver (raw 0 and 255 → ignore, id − 1).
-LABEL_ENCODINGS: tuple[str, ...] = ("identity", "shift1", "deliver")
+#: 0 → ignore, id − 1), deliver (raw 0 and 255 → ignore, id − 1), palette (colour label → ids by the dataset's
+#: declared palette, then identity).
+LABEL_ENCODINGS: tuple[str, ...] = ("identity", "shift1", "deliver", "palette")
 
 _META_VERSION = b"equiseg.schema_version"
 _META_MODALITIES = b"equiseg.modalities"
 _META_CLASS_SET = b"equiseg.class_set"
 _META_NUM_CLASSES = b"equiseg.num_classes"
 _META_SOURCE = b"equiseg.source"
+_META_DATA_ROOT = b"equiseg.data_root"
+#: Columns a reader adds: the reason codes (and their details) of a sample marked for quarantine at ingestion.
+INGEST_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("ingest_codes", pa.list_(pa.string())),
+    ("ingest_detail", pa.string()),
+)
 
 BASE_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("sample_id", pa.string()),
@@ -99,6 +108,8 @@ class ManifestRow:
     label_sha256: str | None = None
     label_encoding: str = "identity"
     conditions: tuple[str, ...] = field(default_factory=tuple)
+    ingest_codes: tuple[str, ...] = ()  # reason codes found at ingestion: the row is quarantined by validation
+    ingest_detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,10 +129,16 @@ def modality_columns(modality: str) -> list[str]:
 
 
 def manifest_schema(
-    modalities: Sequence[str], *, class_set: str = "", num_classes: int | None = None, source: str = ""
+    modalities: Sequence[str],
+    *,
+    class_set: str = "",
+    num_classes: int | None = None,
+    source: str = "",
+    ingest_columns: bool = False,
 ) -> pa.Schema:
-    """The Arrow schema of a manifest over ``modalities``, with the schema version in its metadata."""
-    fields = [pa.field(name, dtype) for name, dtype in BASE_COLUMNS]
+    """The Arrow schema of a manifest over ``modalities``, with the schema version in its metadata (and the
+    :data:`INGEST_COLUMNS` of a reader's manifest when ``ingest_columns``)."""
+    fields = [pa.field(name, dtype) for name, dtype in BASE_COLUMNS + (INGEST_COLUMNS if ingest_columns else ())]
     for modality in modalities:
         fields += [pa.field(f"{modality}_{name}", dtype) for name, dtype in _MODALITY_FIELDS]
     metadata = {
@@ -140,9 +157,13 @@ def rows_to_table(
     *,
     num_classes: int | None = None,
     source: str | None = None,
+    ingest_columns: bool = False,
 ) -> pa.Table:
-    """Build the manifest table from rows; every row must hold every modality in ``modalities``."""
-    columns: dict[str, list[Any]] = {name: [] for name, _ in BASE_COLUMNS}
+    """Build the manifest table from rows; every row not marked at ingestion must hold every modality.
+
+    ``ingest_columns``: add the :data:`INGEST_COLUMNS` (a reader's manifest); the synthetic world leaves them out.
+    """
+    columns: dict[str, list[Any]] = {name: [] for name, _ in BASE_COLUMNS + INGEST_COLUMNS}
     for modality in modalities:
         for col in modality_columns(modality):
             columns[col] = []
@@ -157,23 +178,41 @@ def rows_to_table(
         columns["label_path"].append(row.label_path)
         columns["label_sha256"].append(row.label_sha256)
         columns["label_encoding"].append(row.label_encoding)
+        columns["ingest_codes"].append(list(row.ingest_codes))
+        columns["ingest_detail"].append(row.ingest_detail or None)
         for modality in modalities:
-            if modality not in row.files:
+            if modality not in row.files and not row.ingest_codes:
                 raise ValueError(f"sample {row.sample_id!r} has no {modality!r} file; every row needs {modalities}")
-            spec = row.files[modality]
+            spec = row.files.get(modality, {})
             for name, _ in _MODALITY_FIELDS:
                 default: Any = "" if name == "bands" else None
                 columns[f"{modality}_{name}"].append(spec.get(name, default))
     class_set = rows[0].class_set if rows else ""
     schema = manifest_schema(
-        modalities, class_set=class_set, num_classes=num_classes, source=source or (rows[0].source if rows else "")
+        modalities,
+        class_set=class_set,
+        num_classes=num_classes,
+        source=source or (rows[0].source if rows else ""),
+        ingest_columns=ingest_columns,
     )
     return pa.table({f.name: pa.array(columns[f.name], type=f.type) for f in schema}, schema=schema)
 
 
-def write_manifest(table: pa.Table, path: Path) -> Path:
-    """Write a manifest deterministically (no timestamps; fixed compression and statistics settings)."""
+def write_manifest(table: pa.Table, path: Path, *, data_root: Path | None = None) -> Path:
+    """Write a manifest deterministically (no timestamps; fixed compression and statistics settings).
+
+    ``data_root``: the folder the paths are relative to, recorded in the metadata relative to the manifest's folder
+    (so the two can move together) and as an absolute fallback; :func:`manifest_data_root` reads it back.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if data_root is not None:
+        absolute = Path(os.path.abspath(data_root))
+        relative = os.path.relpath(absolute, os.path.abspath(path.parent))
+        metadata = dict(table.schema.metadata or {})
+        metadata[_META_DATA_ROOT] = json.dumps(
+            {"relative": Path(relative).as_posix(), "absolute": str(absolute)}
+        ).encode()
+        table = table.replace_schema_metadata(metadata)
     pq.write_table(table, path, compression="zstd", compression_level=3, write_statistics=True)
     return path
 
@@ -202,6 +241,28 @@ def read_manifest(path: Path | str) -> pa.Table:
         )
     check_columns(table, source=str(path))
     return table
+
+
+def manifest_data_root(manifest: Path | str, table: pa.Table) -> Path:
+    """The data root a manifest records (relative to its folder first, then the absolute path it was written with);
+    a manifest without one resolves against its own folder (the synthetic layout).
+
+    Raises:
+        ManifestError: the manifest records a root that exists neither relative to it nor at its absolute path.
+    """
+    manifest = Path(manifest)
+    folder = manifest if manifest.is_dir() else manifest.parent
+    raw = (table.schema.metadata or {}).get(_META_DATA_ROOT)
+    if not raw:
+        return folder
+    recorded = json.loads(raw)
+    for candidate in (folder / recorded.get("relative", ""), Path(recorded.get("absolute", ""))):
+        if recorded.get("relative") is not None and candidate.is_dir():
+            return candidate
+    raise ManifestError(
+        f"the data root recorded in {manifest} ({recorded.get('relative')} relative to it, or "
+        f"{recorded.get('absolute')}) does not exist; pass --data-root with the dataset folder"
+    )
 
 
 def manifest_modalities(table: pa.Table) -> tuple[str, ...]:

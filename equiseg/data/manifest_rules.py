@@ -23,6 +23,7 @@ __all__ = [
     "ManifestChecker",
     "ManifestChecks",
     "check_manifest_rules",
+    "ingest_reasons",
     "rule_columns",
 ]
 
@@ -100,7 +101,10 @@ def check_manifest_rules(table: pa.Table, modalities: Sequence[str], docs_dir: P
     for name in rule_columns(modalities):
         if name != "label_path":  # label_path may be null (unlabelled)
             rules.apply(
-                "expect_column_values_to_not_be_null", name, columns[name], lambda v: v is None and "null_field"
+                "expect_column_values_to_not_be_null",
+                name,
+                columns[name],
+                lambda v: "null_field" if v is None else None,
             )
     seen: set[Any] = set()
 
@@ -137,3 +141,20 @@ def check_manifest_rules(table: pa.Table, modalities: Sequence[str], docs_dir: P
     failures = [] if table.num_rows else ["expect_table_row_count_to_be_between failed (observed 0)"]
     success = not failures and all(e["success"] for e in rules.expectations)
     return ManifestChecks(success, rules.expectations, rules.row_reasons, failures)
+
+
+def ingest_reasons(table: pa.Table) -> dict[int, list[tuple[str, str]]]:
+    """Rows a reader marked for quarantine at ingestion, with their reason codes (``ingest_codes``) and details.
+
+    These replace any manifest-rule reasons of the row: a missing modality file also leaves its path null, and the
+    reader's code is the specific one.
+    """
+    if "ingest_codes" not in table.column_names:
+        return {}
+    details = table.column("ingest_detail").to_pylist() if "ingest_detail" in table.column_names else None
+    reasons: dict[int, list[tuple[str, str]]] = {}
+    for position, codes in enumerate(table.column("ingest_codes").to_pylist()):
+        if codes:
+            detail = (details[position] if details else None) or ", ".join(codes)
+            reasons[position] = [(code, detail) for code in codes]
+    return reasons

@@ -15,8 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from equiseg.data.io import ImageDecodeError, apply_label_encoding, decode_array, file_kind, select_bands
+from equiseg.data.io import (
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    ImageHeader,
+    apply_label_encoding,
+    decode_image,
+    select_bands,
+)
 from equiseg.data.manifest import PathEscapeError, resolve_in_root
+from equiseg.data.specs import DatasetSpec, check_file, check_label
 
 __all__ = ["REASON_CODES", "SampleCheck", "check_sample"]
 
@@ -44,6 +52,23 @@ REASON_CODES: dict[str, str] = {
     "path_symlink_escape": "a path resolves through a symlink outside the data root",
     "null_field": "a required field is empty",
     "bad_declaration": "declared size, channels, dtype, bands or label encoding are invalid",
+    # Found by the reader at ingestion (docs/data.md, "Reason codes").
+    "missing_modality": "a modality file of the sample is not on disk",
+    "missing_label": "the dataset has labels but this sample's label file is not on disk",
+    "not_a_file": "a folder or device sits where a file is expected",
+    "unreadable": "a file exists but cannot be read (permissions, I/O error)",
+    "too_large": "the header claims more pixels than the decode limit (decompression bomb or wrong file)",
+    "stray_file": "a file in a dataset folder that belongs to no sample",
+    # Integrity and the dataset's file spec.
+    "crc_mismatch": "a PNG chunk's or NPZ member's CRC-32 is wrong (flipped bytes: the pixels cannot be trusted)",
+    "archive_corrupt": "an NPZ archive's structure is damaged (zip headers or directory unreadable)",
+    "format_mismatch": "the file format (PNG, JPEG, ...) is not one the dataset ships",
+    "mode_mismatch": "the image mode (L, RGB, RGBA, ...) is not the one the dataset ships for this modality",
+    "bit_depth_mismatch": "the bit depth (8/16-bit, float) is not the one the dataset ships",
+    "value_out_of_range": "values lie outside the range the dataset's spec declares",
+    "channels_not_replicated": "a one-sensor file stored as 3 channels has differing channels (colour-mapped?)",
+    "label_mode_mismatch": "the label is a colour/RGBA image where the dataset stores class ids",
+    "label_not_in_palette": "a colour-coded label holds colours outside the dataset's palette",
 }
 
 _HIST_BINS = 256
@@ -61,6 +86,8 @@ class SampleCheck:
     class_hist: np.ndarray | None = None  # (num_classes,) pixel counts; ignore pixels excluded
     ignore_pixels: int = 0
     bytes_read: int = 0
+    trusted: bool = False  # the manifest's checksums were taken after a CRC check (this reader or the generator)
+    unverified: bool = True  # the file just read did not match such a checksum: PNG CRCs are checked on decode
 
 
 def _read(root: Path, rel: str, expected_sha: str | None, check: SampleCheck, what: str) -> bytes | None:
@@ -78,20 +105,20 @@ def _read(root: Path, rel: str, expected_sha: str | None, check: SampleCheck, wh
     if not data:
         check.reasons.append(("empty_file", f"{what}: {rel} is empty (0 bytes)"))
         return None
+    check.unverified = not (expected_sha and check.trusted)
     if expected_sha and hashlib.sha256(data).hexdigest() != expected_sha:
         check.reasons.append(("checksum_mismatch", f"{what}: {rel} SHA-256 differs from the manifest"))
+        check.unverified = True
     return data
 
 
-def _decode(data: bytes, rel: str, check: SampleCheck, what: str) -> np.ndarray | None:
-    try:
-        return decode_array(data, rel)
+def _decode(
+    data: bytes, rel: str, check: SampleCheck, what: str, max_pixels: int
+) -> tuple[np.ndarray, ImageHeader] | None:
+    try:  # bytes whose SHA-256 matched the manifest were CRC-checked when the checksum was taken
+        return decode_image(data, rel, max_pixels=max_pixels, check_crc=check.unverified)
     except ImageDecodeError as exc:
-        code = exc.code
-        text = str(exc).lower()
-        if code == "decode_error" and file_kind(data[:8]) is not None and ("truncated" in text or "eof" in text):
-            code = "truncated_file"
-        check.reasons.append((code, f"{what}: {exc}"))
+        check.reasons.append((exc.code, f"{what}: {exc}"))
         return None
 
 
@@ -189,6 +216,7 @@ def _check_label(row: Mapping[str, Any], array: np.ndarray, num_classes: int, ig
             )
         )
     encoding = row.get("label_encoding") or "identity"
+    encoding = "identity" if encoding == "palette" else encoding  # colours were mapped to ids against the spec
     raw = array[:, :, 0]
     if encoding == "identity" and raw.dtype in (np.uint8, np.uint16):  # fast path: no int64 copy
         label = raw
@@ -219,26 +247,42 @@ def check_sample(
     modalities: Sequence[str],
     num_classes: int,
     ignore_index: int = 255,
+    *,
+    spec: DatasetSpec | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> SampleCheck:
-    """Check every file of one manifest row; returns reasons (empty when the sample is good) and statistics."""
+    """Check every file of one manifest row (against the dataset's ``spec`` where given); returns reasons (empty
+    when the sample is good) and statistics."""
     check = SampleCheck(index=index)
+    check.trusted = row.get("ingest_codes") is not None or row.get("source") == "synthetic"
     for modality in modalities:
         rel = row.get(f"{modality}_path")
         if not rel:
             check.reasons.append(("null_field", f"{modality}_path is empty"))
             continue
         data = _read(root, rel, row.get(f"{modality}_sha256"), check, modality)
-        if data is None:
+        decoded = None if data is None else _decode(data, rel, check, modality, max_pixels)
+        if decoded is None:
             continue
-        array = _decode(data, rel, check, modality)
-        if array is not None:
-            _check_modality(row, modality, array, check)
+        array, header = decoded
+        if spec is not None and modality in spec.files:
+            mismatches = check_file(modality, header, array, spec.files[modality], spec.name)
+            if mismatches:
+                check.reasons += mismatches
+                continue
+        _check_modality(row, modality, array, check)
     label_rel = row.get("label_path")
     if label_rel:
         data = _read(root, label_rel, row.get("label_sha256"), check, "label")
-        if data is not None:
-            array = _decode(data, label_rel, check, "label")
-            if array is not None:
+        decoded = None if data is None else _decode(data, label_rel, check, "label", max_pixels)
+        if decoded is not None:
+            array, header = decoded
+            problems: list[tuple[str, str]] = []
+            if spec is not None:
+                problems, ids = check_label(header, array, spec.label, row.get("label_encoding") or "", spec.name)
+                check.reasons += problems
+                array = ids if ids is not None else array
+            if not problems:
                 _check_label(row, array, num_classes, ignore_index, check)
     if check.reasons:
         check.channel_hist.clear()

@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,17 @@ from tqdm import tqdm
 
 from equiseg.config import DataConfig
 from equiseg.data.io import save_png
-from equiseg.data.manifest import MANIFEST_NAME, ManifestRow, rows_to_table, write_manifest
+from equiseg.data.manifest import (
+    MANIFEST_NAME,
+    ManifestError,
+    ManifestRow,
+    PathEscapeError,
+    manifest_info,
+    read_manifest,
+    resolve_in_root,
+    rows_to_table,
+    write_manifest,
+)
 from equiseg.data.procedural import object_mask, pixel_grid, sensor_noise, to_uint8, value_noise
 
 __all__ = [
@@ -214,13 +223,37 @@ def render_sample(
     return out, label
 
 
-def _clear_previous(out_dir: Path) -> None:
-    """Remove what an earlier run of the generator wrote (only its own folders and manifest)."""
-    for name in (*SYNTHETIC_MODALITIES, "label"):
-        target = out_dir / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+def _clear_previous(out_dir: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``out_dir`` unless ``overwrite``; then remove only what an earlier run wrote: the files its
+    synthetic manifest lists, the manifest, and the folders that this leaves empty. Nothing else is touched."""
+    if not any(out_dir.iterdir()):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{out_dir} is not empty; choose an empty folder or pass --overwrite to replace an earlier synthetic "
+            "dataset there (only the files it wrote are removed)"
+        )
+    manifest = out_dir / MANIFEST_NAME
+    try:
+        table = read_manifest(manifest) if manifest.is_file() else None
+    except ManifestError:
+        table = None
+    if table is None or manifest_info(table).source != "synthetic":
+        return  # no earlier synthetic output recorded here: files are overwritten by name only
+    columns = [c for c in table.column_names if c.endswith("_path")]
+    folders = set()
+    for rel in (v for c in columns for v in table.column(c).to_pylist() if v):
+        try:
+            path = resolve_in_root(out_dir, rel)
+        except PathEscapeError:
+            continue
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            folders.add(path.parent)
+    manifest.unlink()
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        if folder != out_dir and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _assign_splits(rng: np.random.Generator, samples: int, val_fraction: float, test_fraction: float) -> list[str]:
@@ -251,11 +284,13 @@ def generate_synthetic(
     test_fraction: float = 0.0,
     num_classes: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write a synthetic multimodal dataset under ``out_dir`` and return its ``manifest.parquet`` path.
 
-    Layout: ``out_dir/<modality>/<id>.png``, ``out_dir/label/<id>.png``, ``out_dir/manifest.parquet``. Folders an
-    earlier run wrote are replaced, so the directory always equals what this call produces (DVC relies on it).
+    Layout: ``out_dir/<modality>/<id>.png``, ``out_dir/label/<id>.png``, ``out_dir/manifest.parquet``. With
+    ``overwrite`` the files an earlier run wrote are replaced, so a folder holding only generator output equals what
+    this call produces (DVC relies on it); files the generator did not write are never removed.
 
     Args:
         out_dir: destination folder (created).
@@ -268,6 +303,11 @@ def generate_synthetic(
         test_fraction: share of samples in the ``test`` split.
         num_classes: use only classes ``0 .. num_classes-1`` of :data:`CLASS_TABLE` (2 to 8; default all 8).
         progress: show a tqdm progress bar.
+        overwrite: allow a non-empty ``out_dir``; the files an earlier run wrote (listed in its manifest) are
+            removed, nothing else.
+
+    Raises:
+        FileExistsError: ``out_dir`` is not empty and ``overwrite`` is False.
     """
     unknown = [m for m in modalities if m not in SYNTHETIC_MODALITIES]
     if unknown or not modalities:
@@ -287,7 +327,7 @@ def generate_synthetic(
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _clear_previous(out_dir)
+    _clear_previous(out_dir, overwrite)
     splits = _assign_splits(np.random.default_rng([seed, 2**31 - 1]), samples, val_fraction, test_fraction)
     rows: list[ManifestRow] = []
     for index in tqdm(range(samples), desc="synth", unit="sample", disable=not progress, leave=False):
@@ -339,7 +379,11 @@ def generate_synthetic(
 
 
 def generate_from_config(data: DataConfig, out_dir: Path, *, progress: bool = False) -> Path:
-    """:func:`generate_synthetic` with every setting taken from the ``data:`` section; returns the manifest path."""
+    """:func:`generate_synthetic` with every setting taken from the ``data:`` section; returns the manifest path.
+
+    The pipeline regenerates its data root each run, so an earlier output there is replaced (``overwrite``): only
+    the files that output listed are removed.
+    """
     return generate_synthetic(
         out_dir,
         samples=data.samples,
@@ -351,4 +395,5 @@ def generate_from_config(data: DataConfig, out_dir: Path, *, progress: bool = Fa
         test_fraction=data.test_fraction,
         num_classes=data.num_classes,
         progress=progress,
+        overwrite=True,
     )

@@ -26,10 +26,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from equiseg.data.manifest import ManifestError, check_columns, manifest_info, manifest_modalities, read_manifest
-from equiseg.data.manifest_rules import ManifestChecker, ManifestChecks, check_manifest_rules
+from equiseg.data.drift import drift_distances, hist_summary
+from equiseg.data.io import DEFAULT_MAX_PIXELS
+from equiseg.data.manifest import (
+    ManifestError,
+    check_columns,
+    manifest_data_root,
+    manifest_info,
+    manifest_modalities,
+    read_manifest,
+)
+from equiseg.data.manifest_rules import ManifestChecker, ManifestChecks, check_manifest_rules, ingest_reasons
 from equiseg.data.pixelcheck import REASON_CODES, SampleCheck, check_sample
+from equiseg.data.readers import spec_for
 from equiseg.data.report import write_report
+from equiseg.data.specs import DatasetSpec
 from equiseg.data.synthetic import CLASS_NAMES, SYNTHETIC_CLASS_SET
 
 __all__ = ["ValidationResult", "default_workers", "drift_distances", "validate_dataset"]
@@ -67,13 +78,25 @@ class ValidationResult:
 _WORKER_CONTEXT: dict[str, Any] = {}
 
 
-def _worker_init(root: str, modalities: tuple[str, ...], num_classes: int, ignore: int) -> None:
+def _worker_init(
+    root: str, modalities: tuple[str, ...], num_classes: int, ignore: int, spec: DatasetSpec | None, max_pixels: int
+) -> None:
     _WORKER_CONTEXT.update(root=Path(root), modalities=modalities, num_classes=num_classes, ignore=ignore)
+    _WORKER_CONTEXT.update(spec=spec, max_pixels=max_pixels)
 
 
 def _worker_check(item: tuple[int, dict[str, Any]]) -> SampleCheck:
     ctx = _WORKER_CONTEXT
-    return check_sample(item[0], item[1], ctx["root"], ctx["modalities"], ctx["num_classes"], ctx["ignore"])
+    return check_sample(
+        item[0],
+        item[1],
+        ctx["root"],
+        ctx["modalities"],
+        ctx["num_classes"],
+        ctx["ignore"],
+        spec=ctx["spec"],
+        max_pixels=ctx["max_pixels"],
+    )
 
 
 def _iter_checks(
@@ -83,8 +106,10 @@ def _iter_checks(
     num_classes: int,
     ignore_index: int,
     workers: int,
+    spec: DatasetSpec | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[SampleCheck]:
-    init_args = (str(data_root), modalities, num_classes, ignore_index)
+    init_args = (str(data_root), modalities, num_classes, ignore_index, spec, max_pixels)
     if workers <= 1 or len(rows) < 4:
         _worker_init(*init_args)
         yield from (_worker_check(item) for item in rows)
@@ -94,59 +119,6 @@ def _iter_checks(
     chunksize = max(1, min(32, len(rows) // (workers * 8)))
     with context.Pool(workers, initializer=_worker_init, initargs=init_args) as pool:
         yield from pool.imap_unordered(_worker_check, rows, chunksize=chunksize)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Statistics and drift
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def _hist_summary(hist: np.ndarray) -> dict[str, Any]:
-    """Mean, std and a 32-bin normalised histogram from per-channel 256-bin counts in [0, 1] units."""
-    centres = (np.arange(hist.shape[-1]) + 0.5) / hist.shape[-1]
-    channels = []
-    for counts in hist:
-        total = counts.sum()
-        if total == 0:
-            channels.append({"mean": 0.0, "std": 0.0, "hist32": [0.0] * 32})
-            continue
-        mean = float((counts * centres).sum() / total)
-        std = float(np.sqrt(max(0.0, (counts * (centres - mean) ** 2).sum() / total)))
-        folded = counts.reshape(32, -1).sum(axis=1) / total
-        channels.append({"mean": round(mean, 6), "std": round(std, 6), "hist32": [round(float(v), 6) for v in folded]})
-    return {"channels": channels}
-
-
-def _total_variation(p: Sequence[float], q: Sequence[float]) -> float:
-    a, b = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
-    if a.shape != b.shape or a.sum() == 0 or b.sum() == 0:
-        return 1.0
-    return float(0.5 * np.abs(a / a.sum() - b / b.sum()).sum())
-
-
-def drift_distances(stats: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, float]:
-    """Total-variation distance (0 = same, 1 = disjoint) per statistic between two ``stats.json`` profiles.
-
-    Statistics: ``class_histogram`` and ``<modality>_intensity`` (mean over channels of the 32-bin histograms).
-    Statistics absent from either profile are skipped.
-    """
-    distances: dict[str, float] = {}
-    ours, theirs = stats.get("class_histogram", {}), reference.get("class_histogram", {})
-    if ours and theirs:
-        classes = sorted(set(ours) | set(theirs), key=int)
-        distances["class_histogram"] = _total_variation(
-            [ours.get(c, 0) for c in classes], [theirs.get(c, 0) for c in classes]
-        )
-    for modality, summary in stats.get("modalities", {}).items():
-        ref = reference.get("modalities", {}).get(modality)
-        if not ref or len(ref["channels"]) != len(summary["channels"]):
-            continue
-        per_channel = [
-            _total_variation(a["hist32"], b["hist32"])
-            for a, b in zip(summary["channels"], ref["channels"], strict=True)
-        ]
-        distances[f"{modality}_intensity"] = round(float(np.mean(per_channel)), 6)
-    return {k: round(v, 6) for k, v in distances.items()}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -211,11 +183,13 @@ def _scan_pixels(
     ignore_index: int,
     workers: int,
     progress: bool,
+    spec: DatasetSpec | None,
+    max_pixels: int,
 ) -> _PixelTotals:
     """Pixel-check every row not yet quarantined; adds the failures to ``reasons``, sums the rest."""
     to_check = [(i, row) for i, row in enumerate(rows) if i not in reasons]
     totals = _PixelTotals(class_hist=np.zeros(num_classes, dtype=np.int64))
-    checks = _iter_checks(to_check, data_root, modalities, num_classes, ignore_index, workers)
+    checks = _iter_checks(to_check, data_root, modalities, num_classes, ignore_index, workers, spec, max_pixels)
     for check in tqdm(checks, total=len(to_check), desc="validate", unit="sample", disable=not progress, leave=False):
         totals.bytes_read += check.bytes_read
         if check.reasons:
@@ -286,7 +260,7 @@ def _dataset_stats(
         "ignore_pixels": totals.ignore_pixels,
         "modalities": {
             m: {
-                **_hist_summary(totals.channel_hist[m]),
+                **hist_summary(totals.channel_hist[m]),
                 "min": [round(float(v), 6) for v in totals.channel_min[m]],
                 "max": [round(float(v), 6) for v in totals.channel_max[m]],
             }
@@ -339,7 +313,7 @@ def _summary_text(stats: Mapping[str, Any], blocking: Sequence[str], drift: Mapp
 
 def validate_dataset(
     manifest: Path,
-    data_root: Path,
+    data_root: Path | None,
     report_dir: Path,
     *,
     num_classes: int,
@@ -350,6 +324,7 @@ def validate_dataset(
     workers: int = 2,
     progress: bool = True,
     manifest_checks: ManifestChecker = check_manifest_rules,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ValidationResult:
     """Validate a manifest and its files; quarantine bad samples with reasons; write the report.
 
@@ -357,16 +332,24 @@ def validate_dataset(
     ``max_quarantine_fraction``, no sample survives, or a statistic drifts further than ``drift_threshold`` from
     ``reference_profile`` (a ``stats.json`` of the last accepted version). ``manifest_checks`` applies the manifest
     rules; ``equiseg.expectations.run_manifest_suite`` runs them as a great-expectations suite with Data Docs.
+    ``data_root`` None: the root the manifest records. Rows a reader marked at ingestion are quarantined with its
+    reason codes; every other file is checked against the dataset's file spec (``equiseg.data.readers.SPECS``).
 
     Raises:
-        ManifestError: the manifest is missing, empty or lacks required columns (a clear error, not a quarantine).
+        ManifestError: the manifest is missing, empty or lacks required columns, or its recorded data root is gone
+            (a clear error, not a quarantine).
     """
     manifest, table, modalities = _open_manifest(Path(manifest), num_classes)
+    data_root = Path(data_root) if data_root is not None else manifest_data_root(manifest, table)
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     docs_dir = report_dir / "gx_docs"
-    checks = manifest_checks(table, modalities, docs_dir)
-    reasons: Reasons = {i: list(r) for i, r in checks.row_reasons.items()}
+    marked = ingest_reasons(table)  # the reader's codes; the manifest rules see only the other rows
+    kept = [i for i in range(table.num_rows) if i not in marked]
+    checked = table.take(pa.array(kept, type=pa.int64())) if marked else table
+    checks = manifest_checks(checked, modalities, docs_dir)
+    reasons: Reasons = {kept[i]: list(r) for i, r in checks.row_reasons.items()}
+    reasons.update(marked)
     rows = table.to_pylist()
     totals = _scan_pixels(
         rows,
@@ -377,6 +360,8 @@ def validate_dataset(
         ignore_index=ignore_index,
         workers=workers,
         progress=progress,
+        spec=spec_for(manifest_info(table).source),
+        max_pixels=max_pixels,
     )
     validated_path, quarantine_path = report_dir / "validated.parquet", report_dir / "quarantine.parquet"
     split = _write_split(table, reasons, validated_path, quarantine_path)

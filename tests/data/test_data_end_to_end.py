@@ -24,7 +24,7 @@ def test_synth_validate_version_through_the_cli(tmp_path: Path) -> None:
     report = tmp_path / "report"
     validate = runner.invoke(
         cli,
-        ["data", "validate", "--manifest", str(data / "manifest.parquet"), "--report", str(report), "--workers", "2"],
+        ["data", "validate", "--manifest", str(data / "manifest.parquet"), "--out", str(report), "--workers", "2"],
     )
     assert validate.exit_code == 0, validate.output
     stats = json.loads((report / "stats.json").read_text())
@@ -39,7 +39,7 @@ def test_synth_validate_version_through_the_cli(tmp_path: Path) -> None:
             "validate",
             "--manifest",
             str(data),
-            "--report",
+            "--out",
             str(tmp_path / "r2"),
             "--reference",
             str(report / "stats.json"),

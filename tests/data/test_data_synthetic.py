@@ -36,7 +36,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
 
 def test_regenerating_into_the_same_folder_removes_stale_samples(tmp_path: Path) -> None:
     generate_synthetic(tmp_path, samples=6, size=16, modalities=("rgb",), seed=0, progress=False)
-    generate_synthetic(tmp_path, samples=3, size=16, modalities=("rgb",), seed=0, progress=False)
+    generate_synthetic(tmp_path, samples=3, size=16, modalities=("rgb",), seed=0, progress=False, overwrite=True)
     assert sorted(p.name for p in (tmp_path / "rgb").iterdir()) == [f"syn00000{i}.png" for i in range(3)]
 
 
@@ -116,7 +116,9 @@ def test_conditions_off_tags_every_scene_day_clear(tmp_path: Path) -> None:
         tmp_path, samples=8, size=16, modalities=("rgb",), seed=1, conditions=False, progress=False
     )
     assert {tuple(t) for t in read_manifest(manifest).column("conditions").to_pylist()} == {("day", "clear")}
-    manifest = generate_synthetic(tmp_path, samples=40, size=16, modalities=("rgb",), seed=1, progress=False)
+    manifest = generate_synthetic(
+        tmp_path, samples=40, size=16, modalities=("rgb",), seed=1, progress=False, overwrite=True
+    )
     tags = [t for tags in read_manifest(manifest).column("conditions").to_pylist() for t in tags]
     assert "night" in tags and "fog" in tags
 

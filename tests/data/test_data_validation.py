@@ -153,18 +153,18 @@ def test_drift_against_reference_profile(synthetic_source: Path, tmp_path: Path)
 def test_cli_exit_codes(synthetic_copy: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     args = ["data", "validate", "--manifest", str(synthetic_copy / "manifest.parquet"), "--workers", "1"]
-    ok = runner.invoke(cli, [*args, "--report", str(tmp_path / "ok")])
+    ok = runner.invoke(cli, [*args, "--out", str(tmp_path / "ok")])
     assert ok.exit_code == 0, ok.output
     assert "PASSED" in ok.output and (tmp_path / "ok" / "config.yaml").is_file()
     _replace(synthetic_copy, "rgb", lambda p: p.unlink(), row=0, update_sha=False)
-    bad = runner.invoke(cli, [*args, "--report", str(tmp_path / "bad"), "--max-quarantine-fraction", "0"])
+    bad = runner.invoke(cli, [*args, "--out", str(tmp_path / "bad"), "--max-quarantine-fraction", "0"])
     assert bad.exit_code == 1
     assert "FAILED" in bad.output and "missing_file" in bad.output
 
 
 def test_cli_without_gx_runs_the_plain_python_rules(synthetic_copy: Path, tmp_path: Path) -> None:
     manifest = str(synthetic_copy / "manifest.parquet")
-    args = ["data", "validate", "--manifest", manifest, "--workers", "1", "--no-gx", "--report", str(tmp_path / "r")]
+    args = ["data", "validate", "--manifest", manifest, "--workers", "1", "--no-gx", "--out", str(tmp_path / "r")]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "PASSED" in result.output and not (tmp_path / "r" / "gx_docs").exists()
@@ -325,7 +325,7 @@ def test_empty_manifest_is_a_clear_error(synthetic_copy: Path, tmp_path: Path) -
     with pytest.raises(ManifestError, match="no rows"):
         _validate(synthetic_copy, tmp_path)
     result = CliRunner().invoke(
-        cli, ["data", "validate", "--manifest", str(synthetic_copy), "--report", str(tmp_path / "r")]
+        cli, ["data", "validate", "--manifest", str(synthetic_copy), "--out", str(tmp_path / "r")]
     )
     assert result.exit_code == 1 and "no rows" in result.output
 

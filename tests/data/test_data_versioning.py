@@ -59,7 +59,9 @@ def test_version_in_a_git_repository_with_relative_remote(tmp_path: Path) -> Non
     assert "no_scm" not in config and "url = ../.dvc-remote" in config
     assert (project / ".dvc-remote" / "files" / "md5").is_dir()
     assert "/data" in (project / ".gitignore").read_text()
-    generate_synthetic(project / "data", samples=3, size=16, modalities=("rgb",), seed=2, progress=False)
+    generate_synthetic(
+        project / "data", samples=3, size=16, modalities=("rgb",), seed=2, progress=False, overwrite=True
+    )
     changed = version_data(project / "data", repo_root=project, remote=".dvc-remote")
     assert changed.version_id != version.version_id
 
