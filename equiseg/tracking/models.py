@@ -22,6 +22,7 @@ MLflow the arrays are float32; the ``ranges`` parameter gives non-8-bit full sca
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -45,10 +46,12 @@ __all__ = [
     "ENTRY_SCRIPT",
     "EquisegPyfuncModel",
     "UnsafeModelError",
+    "checkpoint_sha256",
     "checkpoint_signature",
     "input_example",
     "is_model_uri",
     "load_model",
+    "logged_model_id",
     "model_signature",
     "normalize_inputs",
     "parse_ranges",
@@ -287,3 +290,29 @@ def load_model(ref: str | os.PathLike[str], device: str | torch.device = "cpu") 
         checkpoint = safe_checkpoint_path(download_model(str(ref), Path(tmp)), str(ref))
         model, _ckpt = load_model_from_checkpoint(checkpoint, device)
     return model.to(device).eval()
+
+
+def checkpoint_sha256(ref: str | os.PathLike[str]) -> str:
+    """sha256 of the checkpoint file behind ``ref`` (a checkpoint path or a model URI; nothing is loaded).
+
+    A model logged by ``Tracker.log_model`` carries a byte copy of its checkpoint, so the digest of the file the gate
+    scored equals the digest of the registered version's artifact: the key that binds a verdict to its model.
+    """
+    if not is_model_uri(ref):
+        return _sha256(Path(ref))
+    with tempfile.TemporaryDirectory(prefix="equiseg-model-") as tmp:
+        return _sha256(safe_checkpoint_path(download_model(str(ref), Path(tmp)), str(ref)))
+
+
+def logged_model_id(ref: str) -> str:
+    """The MLflow logged-model id (``m-<hex>``) in a ``models:/m-<hex>`` URI, else ``""``."""
+    text = str(ref)
+    return text.removeprefix("models:/").split("/")[0] if text.startswith("models:/m-") else ""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
