@@ -74,3 +74,23 @@ def test_resume_refuses_a_changed_meaning_and_never_rewrites_config_yaml(
     recorded = yaml.safe_load((out / "config.resume-1.yaml").read_text())
     assert recorded["train"]["lr"] == 0.1 and recorded["train"]["epochs"] == 2
     assert any("train.lr: 0.002 -> 0.1" in r.getMessage() for r in caplog.records)
+
+
+def test_a_full_disk_during_a_checkpoint_write_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write goes to /dev/full, which fails every write with the kernel's real ENOSPC."""
+    import os
+    import tempfile
+
+    from equiseg.models import create_model
+    from equiseg.training import save_checkpoint
+
+    model = create_model("mean_fusion_tiny", num_classes=4, modalities=("rgb",))
+    (tmp_path / "last.pt").write_bytes(b"previous")
+
+    def full_disk(prefix: str = "", suffix: str = "", dir: str | None = None) -> tuple[int, str]:
+        return os.open("/dev/full", os.O_WRONLY), str(tmp_path / f"{prefix}x{suffix}")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_disk)
+    with pytest.raises(CheckpointError, match=r"the disk is full .* MiB free"):
+        save_checkpoint(tmp_path / "last.pt", model=model)
+    assert (tmp_path / "last.pt").read_bytes() == b"previous"
