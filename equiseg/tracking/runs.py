@@ -175,8 +175,25 @@ class Tracker:
             status = "FAILED"
             raise
         finally:
-            with contextlib.suppress(Exception):
-                mlflow.end_run(status)
+            self._end_run(run.info.run_id, status)
+
+    def _end_run(self, run_id: str, status: str) -> None:
+        """End the run with ``status``, retrying through a tracking outage (a run must not stay RUNNING).
+
+        The terminal status is written with the client and the retries of ``tracking.retries``; only then is the
+        run popped from MLflow's active-run stack. If the store stays unreachable, the error says which run to
+        mark by hand.
+        """
+        try:
+            self._call("ending the run", self.client.set_terminated, run_id, status)
+        except TrackingError as exc:
+            logger.error(
+                "MLflow run %s could not be marked %s and stays RUNNING (%s); once the server is back run "
+                "`python -c \"import mlflow; mlflow.MlflowClient('%s').set_terminated('%s', '%s')\"`",
+                run_id, status, exc, self.uri, run_id, status,
+            )  # fmt: skip
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status)
 
     @property
     def active_run_id(self) -> str | None:
