@@ -94,3 +94,23 @@ def test_a_full_disk_during_a_checkpoint_write_says_so(tmp_path: Path, monkeypat
     with pytest.raises(CheckpointError, match=r"the disk is full .* MiB free"):
         save_checkpoint(tmp_path / "last.pt", model=model)
     assert (tmp_path / "last.pt").read_bytes() == b"previous"
+
+
+def test_missing_manifest_hint_names_a_command_that_exists(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["train", "--set", f"data.root={tmp_path / 'none'}", "--no-track"])
+    assert result.exit_code != 0 and "equiseg data synth --profile smoke" in result.output
+    assert CliRunner().invoke(cli, ["data", "synth", "--help"]).exit_code == 0
+
+
+def test_train_command_refuses_a_meaning_changing_resume_in_one_line(
+    tiny_data: tuple[Path, Path], tiny_overrides: tuple[str, ...], tmp_path: Path
+) -> None:
+    manifest, _ = tiny_data
+    sets = [f"--set={item}" for item in (*tiny_overrides, "model.name=mean_fusion_tiny", "train.epochs=1")]
+    args = ["train", *sets, "--manifest", str(manifest), "--out", str(tmp_path / "o"), "--no-track", "--no-progress"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    original = (tmp_path / "o" / "config.yaml").read_bytes()
+    result = CliRunner().invoke(cli, [*args, "--resume", "--set", "train.lr=0.1", "--set", "data.image_size=48"])
+    assert result.exit_code == 1 and "Error: refusing to resume" in result.output
+    assert "Traceback" not in result.output
+    assert (tmp_path / "o" / "config.yaml").read_bytes() == original
