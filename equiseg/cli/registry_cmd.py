@@ -228,11 +228,15 @@ def list_cmd(profile: str, overrides: tuple[str, ...], tracking_uri: str | None,
     click.echo(f"{'version':>7}  {'aliases':<28} {'gate':<7} {'clean':>6} {'emm':>6} {'worst':>6}  dataset")
     for v in versions:
         gate = {True: "pass", False: "FAIL", None: "-"}[v.gate_passed]
+        if v.gate_passed and v.serving_passed is not True:  # e.g. registration killed before its serving check
+            gate = "pass*" if v.serving_passed is None else "SERVE!"
         m = v.metrics
         row = [f"{m[k]:6.2f}" if k in m else f"{'-':>6}" for k in ("clean_miou", "emm_avg", "worst_slice_miou")]
         click.echo(
             f"{v.version:>7}  {','.join(v.aliases) or '-':<28} {gate:<7} {' '.join(row)}  "
             f"{v.lineage.get('dataset_version', '-')}"
         )
+    if any(v.gate_passed and v.serving_passed is None for v in versions):
+        click.echo("pass* = verdict passed, serving check not yet run on the registered version (promote runs it)")
     for problem in audit_registry(cfg.gate.model_name, tracking_uri=uri):
         click.echo(f"WARNING: {problem}", err=True)

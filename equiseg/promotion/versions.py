@@ -70,6 +70,7 @@ class VersionSummary:
     gate_mode: str | None
     failed_checks: list[str]
     metrics: dict[str, float] = field(default_factory=dict)
+    serving_passed: bool | None = None  # None: the serving check never ran on this registered version
     lineage: dict[str, str] = field(default_factory=dict)
 
 
@@ -232,6 +233,7 @@ def list_versions(model_name: str, *, tracking_uri: str | None = None) -> list[V
                 gate_passed=None if passed is None else passed == "true",
                 gate_mode=tags.get(TAG_MODE),
                 failed_checks=[c for c in tags.get(TAG_FAILED, "").split(",") if c],
+                serving_passed=None if TAG_SERVING not in tags else tags[TAG_SERVING] == "true",
                 metrics={
                     k.removeprefix(METRIC_PREFIX): float(v) for k, v in tags.items() if k.startswith(METRIC_PREFIX)
                 },

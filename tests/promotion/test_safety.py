@@ -121,6 +121,8 @@ def test_promote_runs_the_serving_check_a_version_killed_mid_registration_never_
     v1 = gated_version(uri, model, 0.0)  # registered with its verdict, then "killed": no serving check ran
     client = mlflow.MlflowClient(uri)
     assert "equiseg.serving.passed" not in client.get_model_version(model, v1).tags
+    code, out = _cli(uri, model, "list")
+    assert code == 0 and re.search(rf"^\s*{v1}\s+-\s+pass\*", out, re.M) and "serving check not yet run" in out
     code, out = _cli(uri, model, "promote", "--version", v1, "--set", "gate.latency_budget_ms=0.000001")
     assert code == 1 and "fails the serving check" in out and "latency" in out
     assert client.get_model_version(model, v1).tags["equiseg.serving.passed"] == "false"
@@ -130,3 +132,5 @@ def test_promote_runs_the_serving_check_a_version_killed_mid_registration_never_
     assert code == 0, out
     assert client.get_model_version(model, v1).tags["equiseg.serving.passed"] == "true"
     assert get_alias_version(model, "champion", tracking_uri=uri) == v1
+    code, out = _cli(uri, model, "list")
+    assert re.search(rf"^\s*{v1}\s+champion\s+pass\s", out, re.M), out
