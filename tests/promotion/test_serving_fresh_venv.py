@@ -55,11 +55,16 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 @pytest.fixture(scope="session")
 def fresh_venv(champion: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A clean virtualenv with the logged model's requirements only, built once per session."""
-    venv = tmp_path_factory.mktemp("venv") / "env"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    """A clean virtualenv with the logged model's requirements only, built once per session (minutes).
+
+    ``$EQUISEG_TEST_SERVE_VENV`` names a folder to build it in (or reuse: pip then only checks the pins).
+    """
+    wanted = os.environ.get("EQUISEG_TEST_SERVE_VENV")
+    venv = Path(wanted) if wanted else tmp_path_factory.mktemp("venv") / "env"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-c", str(CONSTRAINTS)]
-    subprocess.run([*pip, "-r", str(champion[1] / "requirements.txt")], check=True, timeout=1500)
+    subprocess.run([*pip, "-r", str(champion[1] / "requirements.txt")], check=True, timeout=2400)
     return venv
 
 
@@ -85,6 +90,7 @@ def test_the_champion_serves_masks_over_http_from_a_clean_venv(
     uri, _local = champion
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env |= {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri, "OMP_NUM_THREADS": "1"}
+    env["PATH"] = f"{fresh_venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs uvicorn from PATH
     probe = subprocess.run(  # the venv does not see this checkout: equiseg is not importable there by itself
         [str(fresh_venv / "bin" / "python"), "-c", "import equiseg"], env=env, cwd=tmp_path, capture_output=True
     )
