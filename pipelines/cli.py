@@ -42,7 +42,7 @@ def run_cmd(
         result = run_local(
             profile, overrides, data_source=source, ingest_root=ingest_root, pipeline_run_id=pipeline_run_id
         )
-    except RuntimeError as exc:
+    except (RuntimeError, FileExistsError) as exc:  # a failed step, a busy pipeline or a reused run id
         raise click.ClickException(str(exc)) from exc
     click.echo(format_run(result.summary, result.run_dir, cfg.tracking.uri))
 

@@ -14,14 +14,16 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from kfp import local
 
-from equiseg.config import load_config
+from equiseg.config import EquisegConfig, load_config
 from equiseg.steps import read_run_summary, run_dir_for
+from equiseg.steps.run_folder import exclusive_pipeline_run, new_pipeline_run_id
 from pipelines.retrain import build_retrain_pipeline
+
+__all__ = ["LocalRun", "new_pipeline_run_id", "run_local"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +38,6 @@ class LocalRun:
     summary: dict[str, object]
 
 
-def new_pipeline_run_id(profile: str) -> str:
-    """A sortable, readable pipeline run id: ``<profile>-YYYYmmdd-HHMMSS``."""
-    name = Path(profile).stem if profile.endswith((".yaml", ".yml")) else profile
-    return f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
-
-
 def run_local(
     profile: str = "smoke",
     overrides: Sequence[str] = (),
@@ -53,12 +49,33 @@ def run_local(
     """Run the whole pipeline locally and return where its outputs are.
 
     Raises:
+        PipelineBusyError: another local run holds the output folder or the data root (nothing is written).
+        FileExistsError: ``pipeline_run_id`` already has a run folder.
         RuntimeError: a step failed; the run summary (written by the exit handler) says which and why.
     """
     cfg = load_config(profile, overrides)
     pipeline_run_id = pipeline_run_id or new_pipeline_run_id(profile)
     run_dir = run_dir_for(cfg, pipeline_run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive_pipeline_run(cfg, pipeline_run_id):
+        if run_dir.exists():
+            raise FileExistsError(
+                f"pipeline run {pipeline_run_id} already has a run folder ({run_dir}); runs never share one: "
+                "omit --run-id for a fresh id"
+            )
+        run_dir.mkdir(parents=True)
+        return _run_locked(cfg, profile, overrides, run_dir, pipeline_run_id, data_source, ingest_root)
+
+
+def _run_locked(
+    cfg: EquisegConfig,
+    profile: str,
+    overrides: Sequence[str],
+    run_dir: Path,
+    pipeline_run_id: str,
+    data_source: str,
+    ingest_root: str,
+) -> LocalRun:
+    """The body of :func:`run_local`, under the pipeline locks."""
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(run_dir / "kfp"),

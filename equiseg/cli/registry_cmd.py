@@ -80,7 +80,11 @@ def register(
     as_json: bool,
 ) -> None:
     """Register a logged model as a new version with lineage and verdict tags; prints the version. No alias moves."""
-    from equiseg.promotion import GateVerdict, register_candidate  # optional: the [mlops] extra (mlflow)
+    from equiseg.promotion import (  # optional: the [mlops] extra (mlflow)
+        GateVerdict,
+        VerdictMismatchError,
+        register_candidate,
+    )
 
     cfg = resolve_config(profile, overrides)
     tags = {"config_hash": config_hash(cfg)}
@@ -90,15 +94,19 @@ def register(
         key, value = item.split("=", 1)
         tags[key.strip()] = value
     verdict = GateVerdict.from_json(verdict_path.read_text()) if verdict_path else None
-    version = register_candidate(
-        model_uri,
-        model_name=cfg.gate.model_name,
-        verdict=verdict,
-        lineage=tags,
-        mlflow_run_id=mlflow_run_id,
-        tracking_uri=_uri(cfg, tracking_uri),
-    )
-    emit(as_json, {"version": version, "model_name": cfg.gate.model_name}, str(version))
+    try:
+        version = register_candidate(
+            model_uri,
+            model_name=cfg.gate.model_name,
+            verdict=verdict,
+            lineage=tags,
+            mlflow_run_id=mlflow_run_id,
+            tracking_uri=_uri(cfg, tracking_uri),
+        )
+    except (VerdictMismatchError, TypeError) as exc:  # TypeError: UnsafeModelError, a model equiseg won't load
+        _refused(exc)
+    else:
+        emit(as_json, {"version": version, "model_name": cfg.gate.model_name}, str(version))
 
 
 @group.command("promote")
@@ -110,13 +118,27 @@ def register(
     default=None,
     help="Override gate.mode: enabled moves champion, manual sets challenger, dry_run moves nothing.",
 )
+@click.option("--approver", default=None, help="Who overrides a rollback (with --override-reason).")
+@click.option("--override-reason", default=None, help="Why a rolled-back version is promoted again (recorded).")
 def promote_cmd(
-    profile: str, overrides: tuple[str, ...], tracking_uri: str | None, version: str, mode: str | None, as_json: bool
+    profile: str,
+    overrides: tuple[str, ...],
+    tracking_uri: str | None,
+    version: str,
+    mode: str | None,
+    approver: str | None,
+    override_reason: str | None,
+    as_json: bool,
 ) -> None:
-    """Promote a version with a passing verdict (champion moves last; previous_champion keeps the old one)."""
-    from equiseg.promotion import PromotionError, promote  # optional: the [mlops] extra (mlflow)
+    """Promote a version with a passing verdict bound to its checkpoint (champion moves last; previous_champion
+    keeps the old one). Runs the serving check on the version first unless it already passed for it. A version
+    that was rolled back needs --approver and --override-reason (recorded as tags)."""
+    from equiseg.promotion import Override, PromotionError, promote  # optional: the [mlops] extra (mlflow)
+    from equiseg.promotion.candidate import serving_options  # optional: the [mlops] extra (mlflow)
 
     cfg = resolve_config(profile, overrides)
+    if bool(approver) != bool(override_reason):
+        raise click.UsageError("an override needs both --approver and --override-reason")
     try:
         result = promote(
             cfg.gate.model_name,
@@ -124,6 +146,8 @@ def promote_cmd(
             mode=mode or cfg.gate.mode,  # type: ignore[arg-type]
             tracking_uri=_uri(cfg, tracking_uri),
             lock_uri=cfg.gate.lock_uri,
+            override=Override(approver, override_reason) if approver and override_reason else None,
+            serving=serving_options(cfg),
         )
     except PromotionError as exc:
         _refused(exc)
@@ -135,16 +159,24 @@ def promote_cmd(
 @_registry_options
 @click.option("--version", default=None, help="Version to approve (default: the challenger).")
 @click.option("--approver", required=True, help="Who approves (recorded as the equiseg.approved_by tag).")
+@click.option(
+    "--override-reason",
+    default=None,
+    help="Promote a blocked (failed-verdict) or rolled-back version anyway; why, recorded with the approver.",
+)
 def approve_cmd(
     profile: str,
     overrides: tuple[str, ...],
     tracking_uri: str | None,
     version: str | None,
     approver: str,
+    override_reason: str | None,
     as_json: bool,
 ) -> None:
-    """Approve the challenger (manual mode): it becomes champion under the same checks as promote."""
+    """Approve the challenger (manual mode) or --version: it becomes champion under the same checks as promote.
+    With --override-reason a blocked or rolled-back version can be approved; the override is recorded."""
     from equiseg.promotion import PromotionError, approve  # optional: the [mlops] extra (mlflow)
+    from equiseg.promotion.candidate import serving_options  # optional: the [mlops] extra (mlflow)
 
     cfg = resolve_config(profile, overrides)
     try:
@@ -154,6 +186,8 @@ def approve_cmd(
             approver=approver,
             tracking_uri=_uri(cfg, tracking_uri),
             lock_uri=cfg.gate.lock_uri,
+            override_reason=override_reason,
+            serving=serving_options(cfg),
         )
     except PromotionError as exc:
         _refused(exc)
@@ -199,11 +233,15 @@ def list_cmd(profile: str, overrides: tuple[str, ...], tracking_uri: str | None,
     click.echo(f"{'version':>7}  {'aliases':<28} {'gate':<7} {'clean':>6} {'emm':>6} {'worst':>6}  dataset")
     for v in versions:
         gate = {True: "pass", False: "FAIL", None: "-"}[v.gate_passed]
+        if v.gate_passed and v.serving_passed is not True:  # e.g. registration killed before its serving check
+            gate = "pass*" if v.serving_passed is None else "SERVE!"
         m = v.metrics
         row = [f"{m[k]:6.2f}" if k in m else f"{'-':>6}" for k in ("clean_miou", "emm_avg", "worst_slice_miou")]
         click.echo(
             f"{v.version:>7}  {','.join(v.aliases) or '-':<28} {gate:<7} {' '.join(row)}  "
             f"{v.lineage.get('dataset_version', '-')}"
         )
+    if any(v.gate_passed and v.serving_passed is None for v in versions):
+        click.echo("pass* = verdict passed, serving check not yet run on the registered version (promote runs it)")
     for problem in audit_registry(cfg.gate.model_name, tracking_uri=uri):
         click.echo(f"WARNING: {problem}", err=True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
 from equiseg.cli.common import config_options, emit, json_option, progress_option, resolve_config
 from equiseg.config import ConfigError, EquisegConfig
-from equiseg.training import train
+from equiseg.training import CheckpointError, train
 from equiseg.training.distributed import cleanup_distributed
 
 __all__ = ["command", "data_paths", "resolve_with_overlays"]
@@ -33,7 +34,7 @@ def data_paths(cfg: EquisegConfig, manifest: Path | None, data_root: Path | None
     manifest_path = manifest or Path(cfg.data.root) / "manifest.parquet"
     if not manifest_path.is_file():
         raise click.UsageError(
-            f"manifest {manifest_path} not found; generate data first (equiseg data generate --profile "
+            f"manifest {manifest_path} not found; generate data first (equiseg data synth --profile "
             f"{cfg.profile}) or pass --manifest PATH"
         )
     return manifest_path, data_root or manifest_path.parent
@@ -112,23 +113,10 @@ def command(
     manifest_path, root = data_paths(cfg, manifest, data_root)
     out = out_dir or Path(cfg.train.output_dir)
     resume_arg: Path | bool | None = resume_from or (True if resume else None)
-    if not track:
-        result = train(
-            cfg, manifest=manifest_path, data_root=root, out_dir=out, resume=resume_arg, show_progress=progress
-        )
-    else:
-        from equiseg.tracking import Tracker, train_tracked  # optional: the [mlops] extra
-
-        result = train_tracked(
-            cfg,
-            manifest=manifest_path,
-            data_root=root,
-            out_dir=out,
-            tracker=Tracker(cfg.tracking),
-            resume=resume_arg,
-            show_progress=progress,
-            lineage={"dataset_version": dataset_version, "pipeline_run_id": pipeline_run_id},
-        )
+    try:
+        result = _run(cfg, manifest_path, root, out, resume_arg, progress, track, dataset_version, pipeline_run_id)
+    except (CheckpointError, ConfigError) as exc:  # a refused resume, a full disk, classes against the manifest
+        raise click.ClickException(str(exc)) from exc
     cleanup_distributed()  # leave the torchrun process group cleanly (no-op in one process)
     if int(os.environ.get("RANK", "0")) == 0:
         payload = {
@@ -142,3 +130,33 @@ def command(
         lines = [f"{k}: {v}" for k, v in payload.items() if k != "metrics" and v is not None]
         lines += [f"{k:>22}: {v}" for k, v in payload["metrics"].items()]
         emit(as_json, payload, "\n".join(lines))
+
+
+def _run(
+    cfg: EquisegConfig,
+    manifest_path: Path,
+    root: Path,
+    out: Path,
+    resume_arg: Path | bool | None,
+    progress: bool,
+    track: bool,
+    dataset_version: str | None,
+    pipeline_run_id: str | None,
+) -> Any:
+    """Train with or without tracking; returns the ``TrainResult``."""
+    if not track:
+        return train(
+            cfg, manifest=manifest_path, data_root=root, out_dir=out, resume=resume_arg, show_progress=progress
+        )
+    from equiseg.tracking import Tracker, train_tracked  # optional: the [mlops] extra
+
+    return train_tracked(
+        cfg,
+        manifest=manifest_path,
+        data_root=root,
+        out_dir=out,
+        tracker=Tracker(cfg.tracking),
+        resume=resume_arg,
+        show_progress=progress,
+        lineage={"dataset_version": dataset_version, "pipeline_run_id": pipeline_run_id},
+    )

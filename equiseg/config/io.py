@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from equiseg.config.coerce import ConfigError, build, config_to_dict, parse_override, set_dotted
+from equiseg.config.ranges import check_ranges
 from equiseg.config.schema import EquisegConfig
 
 
@@ -32,7 +33,8 @@ def load_config(profile: str | os.PathLike[str] = "smoke", overrides: Iterable[s
     """Load a profile (a name in ``configs/`` or a path to a YAML file) and apply ``key=value`` overrides.
 
     Raises:
-        ConfigError: unknown profile, unknown key or a value of the wrong type; the message lists what is valid.
+        ConfigError: unknown profile, unknown key, a value of the wrong type or out of its range
+            (:func:`~equiseg.config.ranges.check_ranges`); the message says what is valid.
     """
     path = Path(profile)
     if path.suffix not in (".yaml", ".yml"):
@@ -54,7 +56,9 @@ def load_config(profile: str | os.PathLike[str] = "smoke", overrides: Iterable[s
     for item in overrides:
         key, value = parse_override(item)
         set_dotted(raw, key, value)
-    return build(EquisegConfig, raw, "")
+    cfg = build(EquisegConfig, raw, "")
+    check_ranges(cfg)
+    return cfg
 
 
 def flatten_config(cfg: Any, sep: str = ".") -> dict[str, str]:

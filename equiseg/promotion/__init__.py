@@ -9,12 +9,14 @@ through :mod:`equiseg.tracking`.
 from equiseg.promotion.aliases import (
     PROMOTION_STEPS,
     ChampionMovedError,
+    Override,
     PromotionError,
     PromotionResult,
     approve,
     promote,
     rollback,
 )
+from equiseg.promotion.binding import VerdictMismatchError, bind_verdict, check_binding
 from equiseg.promotion.bootstrap import align_per_image, paired_bootstrap_lower_bounds
 from equiseg.promotion.candidate import PromotionOutcome, promote_candidate
 from equiseg.promotion.gate import log_verdict_to_run, run_gate
@@ -42,15 +44,19 @@ __all__ = [
     "ChampionMovedError",
     "Check",
     "GateVerdict",
+    "Override",
     "PromotionError",
     "PromotionOutcome",
     "PromotionResult",
     "ServingReport",
+    "VerdictMismatchError",
     "VersionSummary",
     "align_per_image",
     "approve",
     "audit_registry",
+    "bind_verdict",
     "build_model_card",
+    "check_binding",
     "decide",
     "get_alias_version",
     "list_versions",

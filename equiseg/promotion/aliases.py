@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from mlflow import MlflowClient
 
+from equiseg.promotion.guards import (
+    Override,
+    PromotionError,
+    check_rollback,
+    check_version_binding,
+    ensure_serving,
+    record_override,
+)
 from equiseg.promotion.lock import promotion_lock, resolve_lock_target
 from equiseg.promotion.versions import (
     CHALLENGER,
@@ -22,6 +30,7 @@ from equiseg.promotion.versions import (
     PREVIOUS_CHAMPION,
     TAG_FAILED,
     TAG_MODE,
+    TAG_VERDICT,
     alias_version,
     client_uri,
     open_client,
@@ -32,6 +41,7 @@ from equiseg.promotion.versions import (
 __all__ = [
     "PROMOTION_STEPS",
     "ChampionMovedError",
+    "Override",
     "PromotionError",
     "PromotionResult",
     "approve",
@@ -53,10 +63,6 @@ PROMOTION_STEPS: tuple[str, ...] = (
 )
 
 StepHook = Callable[[str], None]
-
-
-class PromotionError(RuntimeError):
-    """A promotion, approval or rollback was refused; the message says why and what to do."""
 
 
 class ChampionMovedError(PromotionError):
@@ -98,6 +104,8 @@ def promote(
     lock_uri: str = "",
     lock_timeout_s: float = 120.0,
     on_step: StepHook | None = None,
+    override: Override | None = None,
+    serving: Mapping[str, Any] | None = None,
 ) -> PromotionResult:
     """Act on a gated version according to the mode: move ``champion`` (enabled), set ``challenger`` (manual) or
     nothing (dry_run).
@@ -116,9 +124,13 @@ def promote(
         lock_uri: lock override (see :func:`~equiseg.promotion.lock.resolve_lock_target`).
         lock_timeout_s: how long to wait for a concurrent promotion.
         on_step: called with each completed step of :data:`PROMOTION_STEPS`.
+        override: who and why, needed to promote a version that was rolled back (recorded as tags).
+        serving: keyword arguments of :func:`~equiseg.promotion.serving.serving_check`; when given, the check runs
+            on the registered version unless it already passed for it (``None``: not required).
 
     Raises:
-        PromotionError: no passing verdict on the version.
+        PromotionError: no passing verdict, a verdict that did not judge this version's checkpoint, a rollback
+            without override, or a failed serving check.
         ChampionMovedError: the champion moved since the gate ran.
     """
     client = open_client(tracking_uri)
@@ -133,6 +145,8 @@ def promote(
             f"(failed: {(mv.tags or {}).get(TAG_FAILED) or 'no verdict recorded'}); run `equiseg gate` and register "
             "the candidate with its verdict"
         )
+    if serving is not None and mode != "dry_run":
+        ensure_serving(client, model_name, version, client_uri(client), serving)
     if mode == "dry_run":
         champ = alias_version(client, model_name, CHAMPION)
         return PromotionResult(
@@ -149,7 +163,7 @@ def promote(
             model_name,
             lock_uri,
             lock_timeout_s,
-            lambda: _set_challenger(client, model_name, version, expected_champion, on_step),
+            lambda: _set_challenger(client, model_name, version, expected_champion, on_step, override),
             on_step,
         )
     return _with_lock(
@@ -157,7 +171,9 @@ def promote(
         model_name,
         lock_uri,
         lock_timeout_s,
-        lambda: _promote_locked(client, model_name, version, expected_champion, on_step, approver=None),
+        lambda: _promote_locked(
+            client, model_name, version, expected_champion, on_step, approver=None, override=override
+        ),
         on_step,
     )
 
@@ -172,11 +188,18 @@ def approve(
     lock_uri: str = "",
     lock_timeout_s: float = 120.0,
     on_step: StepHook | None = None,
+    override_reason: str | None = None,
+    serving: Mapping[str, Any] | None = None,
 ) -> PromotionResult:
     """Promote the ``challenger`` (or ``version``) after a human review; the same checks as :func:`promote`.
 
+    With ``override_reason`` the approver may promote a version whose verdict failed (a blocked candidate) or that
+    was rolled back; the verdict must still be bound to this version's checkpoint, and the override (approver,
+    reason, time, kind) is recorded on the version and the registered model.
+
     Raises:
-        PromotionError: nothing awaits approval, or the version has no passing verdict.
+        PromotionError: nothing awaits approval, the version has no passing verdict and no override was given, or
+            any refusal of :func:`promote`.
         ChampionMovedError: the champion moved since the gate ran (re-run the gate).
     """
     client = open_client(tracking_uri)
@@ -188,8 +211,16 @@ def approve(
         )
     mv = client.get_model_version(model_name, version)
     passed, compared_with = read_verdict_tags(mv)
-    if not passed:
-        raise PromotionError(f"{model_name} version {version} has no passing gate verdict; it cannot be approved")
+    override = Override(approver, override_reason) if override_reason else None
+    if not (mv.tags or {}).get(TAG_VERDICT):
+        raise PromotionError(f"{model_name} version {version} has no gate verdict at all; run `equiseg gate` first")
+    if not passed and override is None:
+        raise PromotionError(
+            f"{model_name} version {version} has no passing gate verdict (failed: "
+            f"{(mv.tags or {}).get(TAG_FAILED) or '?'}); to promote it anyway, approve with --override-reason '<why>'"
+        )
+    if serving is not None:
+        ensure_serving(client, model_name, version, client_uri(client), serving)
     if expected_champion is _UNSET:
         expected_champion = compared_with
     return _with_lock(
@@ -197,7 +228,9 @@ def approve(
         model_name,
         lock_uri,
         lock_timeout_s,
-        lambda: _promote_locked(client, model_name, version, expected_champion, on_step, approver=approver),
+        lambda: _promote_locked(
+            client, model_name, version, expected_champion, on_step, approver=approver, override=override
+        ),
         on_step,
     )
 
@@ -277,6 +310,7 @@ def _promote_locked(
     on_step: StepHook | None,
     *,
     approver: str | None,
+    override: Override | None = None,
 ) -> PromotionResult:
     step = on_step or (lambda _name: None)
     current = alias_version(client, model_name, CHAMPION)
@@ -293,9 +327,14 @@ def _promote_locked(
         )
     current = _compare_and_check(client, model_name, version, expected)
     mv = client.get_model_version(model_name, version)  # re-read under the lock
-    if not read_verdict_tags(mv)[0]:
+    passed = read_verdict_tags(mv)[0]
+    if not passed and override is None:
         raise PromotionError(f"{model_name} version {version} lost its passing verdict; refusing to promote")
+    check_version_binding(client, model_name, version, mv)
+    rolled_back = check_rollback(model_name, version, mv, override)
     step("verified")
+    if override is not None and (rolled_back or not passed):
+        record_override(client, model_name, version, override, "rolled_back" if rolled_back else "blocked_verdict")
     when = utc_now()
     client.set_model_version_tag(model_name, version, "equiseg.promoted_at", when)
     client.set_model_version_tag(model_name, version, "equiseg.promoted_over", current or "")
@@ -326,9 +365,17 @@ def _promote_locked(
 
 
 def _set_challenger(
-    client: MlflowClient, model_name: str, version: str, expected: str | None, on_step: StepHook | None
+    client: MlflowClient,
+    model_name: str,
+    version: str,
+    expected: str | None,
+    on_step: StepHook | None,
+    override: Override | None,
 ) -> PromotionResult:
     current = _compare_and_check(client, model_name, version, expected)
+    mv = client.get_model_version(model_name, version)
+    check_version_binding(client, model_name, version, mv)
+    check_rollback(model_name, version, mv, override)
     if on_step:
         on_step("verified")
     client.set_model_version_tag(model_name, version, "equiseg.awaiting_approval_since", utc_now())

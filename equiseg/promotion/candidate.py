@@ -20,9 +20,9 @@ from equiseg.promotion.gate import store_uri, tracker_on
 from equiseg.promotion.model_card import build_model_card, write_model_card
 from equiseg.promotion.serving import serving_check
 from equiseg.promotion.verdict import GateVerdict, write_verdict
-from equiseg.promotion.versions import record_verdict, register_candidate, tag_model_card
+from equiseg.promotion.versions import TAG_SERVING, open_client, record_verdict, register_candidate, tag_model_card
 
-__all__ = ["PromotionOutcome", "promote_candidate"]
+__all__ = ["PromotionOutcome", "promote_candidate", "serving_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,12 +110,29 @@ def promote_candidate(
         return PromotionOutcome(version, False, False, "blocked", "; ".join(verdict.reasons), card_path)
     try:
         result: PromotionResult = promote(
-            name, version, mode=cfg.gate.mode, tracking_uri=uri, lock_uri=cfg.gate.lock_uri
+            name,
+            version,
+            mode=cfg.gate.mode,
+            tracking_uri=uri,
+            lock_uri=cfg.gate.lock_uri,
+            serving=serving_options(cfg),
         )
     except PromotionError as exc:
         logger.warning("promotion of %s version %s refused: %s", name, version, exc)
         return PromotionOutcome(version, True, False, "blocked", str(exc), card_path)
     return PromotionOutcome(version, True, result.action == "promoted", result.action, result.message, card_path)
+
+
+def serving_options(cfg: EquisegConfig) -> dict[str, Any] | None:
+    """Keyword arguments of the serving check from ``cfg.gate`` (``None`` when ``gate.serving_check`` is off)."""
+    if not cfg.gate.serving_check:
+        return None
+    return {
+        "image_size": cfg.data.image_size,
+        "latency_budget_ms": cfg.gate.latency_budget_ms,
+        "timeout_s": cfg.gate.serving_timeout_s,
+        "seed": cfg.gate.seed,
+    }
 
 
 def _serving_recheck(
@@ -133,6 +150,7 @@ def _serving_recheck(
     (out / "serving.json").write_text(json.dumps(report.to_dict(), indent=2))
     verdict = verdict.with_checks([dataclasses.replace(c, name="registry_" + c.name) for c in report.to_checks()])
     record_verdict(name, version, verdict, tracking_uri=uri)
+    open_client(uri).set_model_version_tag(name, version, TAG_SERVING, "true" if report.passed else "false")
     write_verdict(verdict, out)
     return verdict
 

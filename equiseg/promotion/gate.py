@@ -18,6 +18,7 @@ from torch import nn
 
 from equiseg.config import EquisegConfig, save_config
 from equiseg.data import make_loader
+from equiseg.promotion.binding import bind_verdict
 from equiseg.promotion.policy import decide
 from equiseg.promotion.serving import serving_check
 from equiseg.promotion.verdict import GateVerdict, write_verdict
@@ -52,6 +53,7 @@ def run_gate(
     out_dir: Path,
     tracking_uri: str | None = None,
     mlflow_run_id: str | None = None,
+    model_uri: str | None = None,
 ) -> GateVerdict:
     """Score the candidate and the current champion on the same evaluation data and decide.
 
@@ -63,6 +65,8 @@ def run_gate(
         out_dir: where ``gate.json``, ``gate.md``, both robustness results and ``config.yaml`` go.
         tracking_uri: MLflow URI (default ``cfg.tracking.uri``); the champion is ``models:/<gate.model_name>@champion``.
         mlflow_run_id: if given, the verdict files are logged to this MLflow run (the candidate's) under ``gate/``.
+        model_uri: the candidate's logged model, recorded in the verdict with the checkpoint digest, the manifest
+            digest and the policy hash (:func:`~equiseg.promotion.binding.bind_verdict`).
 
     Returns:
         The verdict (``passed`` False blocks promotion). A serving check is included when ``gate.serving_check``.
@@ -83,6 +87,7 @@ def run_gate(
         champ_result = evaluate_configured(cfg, _load(champion_uri, uri), batches)
         champ_result.to_json(out / "champion_robustness.json")
     verdict = decide(cfg.gate, cand_result, champ_result, candidate_name=candidate, champion_version=champion_version)
+    verdict = bind_verdict(verdict, candidate=candidate, model_uri=model_uri, manifest=manifest, policy=cfg.gate)
     if cfg.gate.serving_check:
         report = serving_check(
             candidate,

@@ -77,6 +77,11 @@ class GateVerdict:
         policy: the policy that produced the verdict.
         num_samples: images in the paired comparison (0 on a first run).
         created_at: ISO-8601 UTC time of the decision.
+        candidate_digest: sha256 of the candidate's checkpoint file: what binds the verdict to the model it judged
+            (``register`` and ``promote`` refuse a version whose checkpoint differs; docs/gate.md).
+        candidate_model_id: the candidate's MLflow logged-model id (``m-<hex>``), when it was gated as one.
+        data_version: ``sha256:<hex>`` of the evaluation manifest.
+        policy_hash: sha256 of the gate policy (``gate`` config section) that decided.
     """
 
     passed: bool
@@ -92,6 +97,10 @@ class GateVerdict:
     policy: dict[str, Any] = field(default_factory=dict)
     num_samples: int = 0
     created_at: str = ""
+    candidate_digest: str = ""
+    candidate_model_id: str = ""
+    data_version: str = ""
+    policy_hash: str = ""
 
     @property
     def failed_checks(self) -> list[Check]:
@@ -128,6 +137,8 @@ class GateVerdict:
         """Rebuild a verdict written by :meth:`to_json`."""
         raw = json.loads(text)
         raw.pop("reasons", None)
+        known = {f.name for f in dataclasses.fields(cls)}
+        raw = {k: v for k, v in raw.items() if k in known}
         checks = [
             Check(**{**c, "value": _num(c["value"]), "threshold": _num(c["threshold"]), "margin": _num(c["margin"])})
             for c in raw.pop("checks")

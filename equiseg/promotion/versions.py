@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from equiseg.promotion.binding import check_binding
 from equiseg.promotion.verdict import GateVerdict
 from equiseg.tracking import configure_store
 
@@ -46,6 +47,9 @@ TAG_FIRST_RUN = "equiseg.gate.first_run"
 TAG_COMPARED_WITH = "equiseg.gate.champion_version"
 TAG_FAILED = "equiseg.gate.failed_checks"
 TAG_VERDICT = "equiseg.gate.verdict"
+TAG_DIGEST = "equiseg.gate.candidate_digest"
+TAG_CHECKPOINT = "equiseg.checkpoint_sha256"
+TAG_SERVING = "equiseg.serving.passed"
 TAG_MODEL_CARD = "equiseg.model_card"
 LINEAGE_PREFIX = "equiseg.lineage."
 METRIC_PREFIX = "equiseg.metric."
@@ -66,6 +70,7 @@ class VersionSummary:
     gate_mode: str | None
     failed_checks: list[str]
     metrics: dict[str, float] = field(default_factory=dict)
+    serving_passed: bool | None = None  # None: the serving check never ran on this registered version
     lineage: dict[str, str] = field(default_factory=dict)
 
 
@@ -124,6 +129,7 @@ def _verdict_tags(verdict: GateVerdict) -> dict[str, str]:
         TAG_COMPARED_WITH: verdict.champion_version or "",
         TAG_FAILED: ",".join(c.name for c in verdict.failed_checks)[:4000],
         TAG_VERDICT: text,
+        TAG_DIGEST: verdict.candidate_digest,
     }
     for key, value in verdict.candidate_metrics.items():
         tags[METRIC_PREFIX + key] = f"{value:.4f}"
@@ -155,8 +161,13 @@ def register_candidate(
 
     Returns:
         The new version number as a string.
+
+    Raises:
+        VerdictMismatchError: ``verdict`` did not judge this model (its checkpoint digest or logged-model id
+            differs, or it records none); nothing is registered.
     """
     client = open_client(tracking_uri)
+    digest = check_binding(verdict, model_uri) if verdict is not None else ""
     _ensure_registered_model(client, model_name)
     model_id = None
     if model_uri.startswith("models:/m-"):
@@ -166,6 +177,8 @@ def register_candidate(
     elif model_uri.startswith("runs:/") and mlflow_run_id is None:
         mlflow_run_id = model_uri.removeprefix("runs:/").split("/")[0]
     tags = {LINEAGE_PREFIX + k.removeprefix("equiseg."): str(v) for k, v in (lineage or {}).items()}
+    if digest:
+        tags[TAG_CHECKPOINT] = digest
     mv = client.create_model_version(model_name, source=model_uri, run_id=mlflow_run_id, tags=tags, model_id=model_id)
     version = str(mv.version)
     if verdict is not None:
@@ -220,6 +233,7 @@ def list_versions(model_name: str, *, tracking_uri: str | None = None) -> list[V
                 gate_passed=None if passed is None else passed == "true",
                 gate_mode=tags.get(TAG_MODE),
                 failed_checks=[c for c in tags.get(TAG_FAILED, "").split(",") if c],
+                serving_passed=None if TAG_SERVING not in tags else tags[TAG_SERVING] == "true",
                 metrics={
                     k.removeprefix(METRIC_PREFIX): float(v) for k, v in tags.items() if k.startswith(METRIC_PREFIX)
                 },

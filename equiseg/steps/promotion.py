@@ -56,6 +56,7 @@ def gate_candidate(
             out_dir=folder,
             tracking_uri=None,
             mlflow_run_id=mlflow_run_id or None,
+            model_uri=model_uri or None,
         )
     summary = verdict.headline() if hasattr(verdict, "headline") else ("passed" if verdict.passed else "blocked")
     gate_json, gate_md = gate_paths(folder.parent)

@@ -14,8 +14,11 @@ This module is the only place that knows these paths.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import fcntl
 import json
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +28,12 @@ from equiseg.config import EquisegConfig, save_config
 
 __all__ = [
     "REPORT_LABELS",
+    "PipelineBusyError",
     "data_stats_path",
+    "exclusive_pipeline_run",
     "gate_paths",
     "index_path",
+    "new_pipeline_run_id",
     "optuna_db_path",
     "read_facts",
     "record_facts",
@@ -134,3 +140,58 @@ def timed_step(run_dir: Path, name: str) -> Iterator[None]:
         status = "succeeded"
     finally:
         record_facts(run_dir, steps={name: {"seconds": round(time.perf_counter() - started, 3), "status": status}})
+
+
+class PipelineBusyError(RuntimeError):
+    """Another local pipeline run holds the output folder or the data root."""
+
+
+def new_pipeline_run_id(profile: str) -> str:
+    """A sortable, readable run id that cannot collide: ``<profile>-YYYYmmdd-HHMMSS-<8 random hex>``.
+
+    Two runs started in the same second get different ids (and so different run folders, checkpoints, studies and
+    verdicts).
+    """
+    name = Path(profile).stem if str(profile).endswith((".yaml", ".yml")) else str(profile)
+    return f"{name}-{dt.datetime.now(dt.UTC).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+
+
+def _lock_files(cfg: EquisegConfig) -> list[Path]:
+    out = Path(cfg.pipeline.output_dir).resolve()
+    data = Path(cfg.data.root).resolve()
+    return [out / ".pipeline.lock", data.parent / f".{data.name}.pipeline.lock"]
+
+
+@contextlib.contextmanager
+def exclusive_pipeline_run(cfg: EquisegConfig, pipeline_run_id: str) -> Iterator[None]:
+    """Hold the local pipeline locks on ``pipeline.output_dir`` and ``data.root`` for one run, or refuse at once.
+
+    A second local run on the same output folder or data root would regenerate the data a running one reads and
+    share its reference profile; it is refused with :class:`PipelineBusyError` naming the running one (run id,
+    pid, start time). The locks are OS file locks, released when the holder exits, even by SIGKILL.
+    """
+    handles = []
+    try:
+        for path in _lock_files(cfg):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+")  # noqa: SIM115 - held open for the whole run
+            handles.append(handle)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown run"
+                raise PipelineBusyError(
+                    f"another local pipeline run is using {path.parent} ({holder}); wait for it to finish, or give "
+                    "this run its own --set pipeline.output_dir=... and --set data.root=..."
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(
+                f"run {pipeline_run_id}, pid {os.getpid()}, started {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+            )
+            handle.flush()
+        yield
+    finally:
+        for handle in handles:
+            handle.close()

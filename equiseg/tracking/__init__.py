@@ -12,10 +12,15 @@ from __future__ import annotations
 
 from equiseg.tracking.models import (
     EquisegPyfuncModel,
+    UnsafeModelError,
+    checkpoint_sha256,
     is_model_uri,
     load_model,
+    logged_model_id,
     model_signature,
+    normalize_inputs,
     pinned_requirements,
+    predict_masks,
 )
 from equiseg.tracking.runs import Tracker
 from equiseg.tracking.store import TrackingError, configure_store, resolve_artifact_location, resolve_tracking_uri
@@ -26,11 +31,16 @@ __all__ = [
     "Tracker",
     "TrackingError",
     "TrackingHooks",
+    "UnsafeModelError",
+    "checkpoint_sha256",
     "configure_store",
     "is_model_uri",
     "load_model",
+    "logged_model_id",
     "model_signature",
+    "normalize_inputs",
     "pinned_requirements",
+    "predict_masks",
     "resolve_artifact_location",
     "resolve_tracking_uri",
     "train_tracked",

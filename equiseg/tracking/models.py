@@ -1,20 +1,30 @@
-"""Models in MLflow: the pyfunc wrapper, its signature, and :func:`load_model`, THE one model resolver.
+"""Models in MLflow: the pyfunc wrapper, its signature, :func:`predict_masks` and :func:`load_model`, THE resolver.
 
-**Serialization.** ``pt2`` needs plain tensor inputs with only the batch dimension dynamic, but our input is a dict
-of modalities, any subset, any size; ``pickle`` would pickle code objects. :meth:`Tracker.log_model
-<equiseg.tracking.Tracker.log_model>` therefore logs an ``mlflow.pyfunc`` model: a small
-:class:`EquisegPyfuncModel` (pickled by reference to this importable class, no code captured) plus the
-self-describing checkpoint as an artifact; loading rebuilds the network with ``create_model`` and loads the weights
-with ``torch.load(weights_only=True)``. The signature names one float32 tensor ``(-1, C, -1, -1)`` per modality
-and a ``modalities`` parameter choosing the subset the network sees (MLflow's tensor specs are all required, so
-absent modalities travel as zero arrays of any size, which is also the project's "missing" convention).
-``pip_requirements`` are pinned from the installed versions, which keeps logging fast (no requirement inference).
+**Serialization, without pickled code.** :meth:`Tracker.log_model <equiseg.tracking.Tracker.log_model>` logs an
+``mlflow.pyfunc`` model *from code* (MLflow's models-from-code: the model is the script
+``equiseg/tracking/mlflow_entry.py``, no ``python_model.pkl``), the equiseg package itself as ``code_paths`` (so a
+clean environment can import it), pinned requirements, an input example and the self-describing checkpoint as an
+artifact. Loading rebuilds the network with ``create_model`` and reads the weights with
+``torch.load(weights_only=True)``.
+
+:func:`load_model` never goes through ``mlflow.pyfunc.load_model``: it downloads the model folder, reads ``MLmodel``
+as YAML, refuses a model whose code is a pickle (unpickling runs arbitrary code; the gate pod holds secrets) and
+loads only the weights-only checkpoint artifact with the *installed* equiseg. Nothing in the downloaded folder runs.
+
+**Inputs.** The served model takes raw, native-range arrays (``uint8`` 0-255, ``uint16`` 0-65535, or floats in the
+8-bit range 0-255, as JSON carries them) and normalises them the way the data readers do (docs/data.md) before the
+network sees them; it returns ``(B, H, W)`` int64 class masks. The signature names one tensor ``(-1, C, -1, -1)``
+per modality and a ``modalities`` parameter choosing the subset the network sees; MLflow tensor specs are all
+required, so an absent modality travels as a zero array of any spatial size (e.g. ``(B, C, 1, 1)``). Through
+MLflow the arrays are float32; the ``ranges`` parameter gives non-8-bit full scales (``depth:65535``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -23,27 +33,57 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
+import yaml
 from mlflow.models.signature import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 from torch import nn
 
-from equiseg.modalities import channels_of
+from equiseg.modalities import channels_of, from_unit
 from equiseg.training.checkpoint import load_model_from_checkpoint
 
 __all__ = [
+    "ENTRY_SCRIPT",
     "EquisegPyfuncModel",
+    "UnsafeModelError",
+    "checkpoint_sha256",
     "checkpoint_signature",
+    "input_example",
     "is_model_uri",
     "load_model",
+    "logged_model_id",
     "model_signature",
+    "normalize_inputs",
+    "parse_ranges",
     "pinned_requirements",
+    "predict_masks",
 ]
 
-#: Distributions pinned into the logged model's requirements (those the pyfunc needs to rebuild the network).
-_MODEL_REQUIREMENTS = ("torch", "torchvision", "timm", "numpy", "pyarrow", "PyYAML", "mlflow", "cloudpickle")
+#: Distributions pinned into the logged model's requirements: what ``import equiseg.tracking`` and the network need.
+_MODEL_REQUIREMENTS = (
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy",
+    "pyarrow",
+    "PyYAML",
+    "pillow",
+    "click",
+    "tqdm",
+    "matplotlib",
+    "mlflow",
+    "sqlalchemy",
+)
 #: Prefixes of MLflow model URIs without ``://`` (any ``scheme://`` is a URI too).
 _URI_PREFIXES = ("models:/", "runs:/", "mlflow-artifacts:")
+#: The models-from-code script logged as the model (it only instantiates :class:`EquisegPyfuncModel`).
+ENTRY_SCRIPT = Path(__file__).with_name("mlflow_entry.py")
+#: Full range of each integer dtype; floats are taken as 8-bit range (JSON carries numbers, not dtypes).
+_DTYPE_RANGE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.bool_): 1.0}
+
+
+class UnsafeModelError(TypeError):
+    """A model URI that equiseg refuses to load (pickled code, or not logged by ``Tracker.log_model``)."""
 
 
 def pinned_requirements() -> list[str]:
@@ -56,28 +96,111 @@ def pinned_requirements() -> list[str]:
 
 
 def model_signature(modalities: Sequence[str], in_chans: Mapping[str, int], num_classes: int) -> ModelSignature:
-    """Named float32 ``(-1, C, -1, -1)`` input per modality, ``(-1, K, -1, -1)`` logits, a ``modalities`` param."""
+    """Named float32 ``(-1, C, -1, -1)`` input per modality, ``(-1, -1, -1)`` int64 masks; params ``modalities``
+    (the subset fed to the network) and ``ranges`` (full-scale values, e.g. ``depth:65535``; default 255)."""
+    del num_classes  # masks carry class indices; the count is in the checkpoint
     inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, int(in_chans[m]), -1, -1), m) for m in modalities])
-    outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, int(num_classes), -1, -1))])
-    params = ParamSchema([ParamSpec("modalities", "string", ",".join(modalities))])
+    outputs = Schema([TensorSpec(np.dtype(np.int64), (-1, -1, -1))])
+    params = ParamSchema([ParamSpec("modalities", "string", ",".join(modalities)), ParamSpec("ranges", "string", "")])
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def _in_chans(build: Mapping[str, Any]) -> dict[str, int]:
+    modalities = list(build["modalities"])
+    in_chans = dict(build.get("in_chans") or {})
+    return {m: int(in_chans.get(m) or channels_of(m)) for m in modalities}
 
 
 def checkpoint_signature(ckpt: Mapping[str, Any]) -> tuple[ModelSignature, list[str]]:
     """The :func:`model_signature` of a loaded checkpoint, and its modalities."""
     build = ckpt["build_kwargs"]
     modalities = list(build["modalities"])
-    in_chans = dict(build.get("in_chans") or {})
-    if set(in_chans) != set(modalities):
-        in_chans = {m: in_chans.get(m, channels_of(m)) for m in modalities}
-    return model_signature(modalities, in_chans, int(build["num_classes"])), modalities
+    return model_signature(modalities, _in_chans(build), int(build["num_classes"])), modalities
+
+
+def input_example(ckpt: Mapping[str, Any], size: int = 32) -> dict[str, np.ndarray]:
+    """A raw 0-255 float32 batch of one ``size``-square image per modality (the logged model's input example)."""
+    rng = np.random.default_rng(0)
+    return {
+        m: rng.integers(0, 256, size=(1, c, size, size)).astype(np.float32)
+        for m, c in _in_chans(ckpt["build_kwargs"]).items()
+    }
+
+
+def parse_ranges(text: str) -> dict[str, float]:
+    """``"depth:65535,thermal:255"`` -> ``{"depth": 65535.0, "thermal": 255.0}`` (the ``ranges`` model param)."""
+    out = {}
+    for item in (part.strip() for part in str(text or "").split(",")):
+        if not item:
+            continue
+        name, sep, value = item.partition(":")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or out.get(name.strip(), 0.0) <= 0:
+            raise ValueError(f"range {item!r} must look like modality:max_value with max_value > 0, e.g. depth:65535")
+    return out
+
+
+def normalize_inputs(inputs: Mapping[str, Any], ranges: Mapping[str, float] | None = None) -> dict[str, torch.Tensor]:
+    """Raw native-range arrays ``{modality: (B, C, H, W) or (C, H, W)}`` -> normalised float32 tensors.
+
+    Each modality is divided by its full-scale value: ``ranges[modality]`` when given, else 255 for ``uint8`` and
+    floats, 65535 for ``uint16``; then RGB gets the ImageNet mean/std of :mod:`equiseg.modalities` and other
+    modalities stay in [0, 1], as the data readers produce them.
+    """
+    out = {}
+    for name, raw in inputs.items():
+        array = np.asarray(raw)
+        scale = float((ranges or {}).get(name) or _DTYPE_RANGE.get(array.dtype, 255.0))
+        tensor = torch.as_tensor(array.astype(np.float32) / scale)
+        if tensor.ndim == 3:
+            tensor = tensor.unsqueeze(0)
+        if tensor.ndim != 4:
+            raise ValueError(f"input {name!r} has shape {tuple(array.shape)}; give (B, C, H, W) or (C, H, W)")
+        out[name] = from_unit(tensor, name)
+    return out
+
+
+def predict_masks(
+    model: nn.Module,
+    inputs: Mapping[str, Any],
+    modalities: Sequence[str] | None = None,
+    ranges: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """``(B, H, W)`` int64 class masks of ``model`` on raw inputs (see :func:`normalize_inputs`).
+
+    Args:
+        model: an equiseg network (e.g. from :func:`load_model`).
+        inputs: raw arrays per modality; a modality absent here is missing for the network.
+        modalities: the subset to feed (default: every modality in ``inputs`` that the model knows).
+        ranges: full-scale value per modality (see :func:`normalize_inputs`).
+
+    Raises:
+        ValueError: a listed modality is not in ``inputs``, the model does not know it, or nothing is left.
+    """
+    known = tuple(getattr(model, "modalities", ()) or inputs)
+    names = list(modalities) if modalities else [m for m in inputs if m in known]
+    problems = [m for m in names if m not in inputs or m not in known]
+    if problems or not names:
+        raise ValueError(
+            f"modalities {names} cannot be fed: {problems or 'none given'}; the model takes {list(known)} and the "
+            f"input has {list(inputs)}"
+        )
+    tensors = normalize_inputs({m: inputs[m] for m in names}, ranges)
+    with torch.inference_mode():
+        output = model(tensors)
+    logits = output.logits if hasattr(output, "logits") else output
+    return logits.argmax(dim=1).to(torch.int64).cpu().numpy()
 
 
 class EquisegPyfuncModel(PythonModel):
-    """pyfunc wrapper: rebuilds the network from the ``checkpoint`` artifact and predicts logits.
+    """pyfunc wrapper: rebuilds the network from the ``checkpoint`` artifact and predicts class masks.
 
-    ``predict(context, {modality: (B, C, H, W) float32}, params={"modalities": "rgb,depth"})`` feeds the listed
-    modalities (default: every one given) to the network and returns ``(B, K, H, W)`` float32 logits.
+    ``predict(context, {modality: (B, C, H, W) raw float32}, params={"modalities": "rgb,depth", "ranges":
+    "depth:65535"})`` feeds the listed modalities (default: every one given) to the network and returns
+    ``(B, H, W)`` int64 masks.
     """
 
     def __init__(self) -> None:
@@ -88,27 +211,55 @@ class EquisegPyfuncModel(PythonModel):
         self.model, _ = load_model_from_checkpoint(context.artifacts["checkpoint"], device="cpu")
 
     def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
-        """Logits for the selected modalities of ``model_input`` (a dict of arrays)."""
+        """Masks for the selected modalities of ``model_input`` (a dict of raw arrays)."""
         if self.model is None:
             raise RuntimeError("the pyfunc model has no network; load it with mlflow.pyfunc.load_model")
         if not isinstance(model_input, Mapping):
             raise TypeError(f"expected a dict modality -> (B, C, H, W) array, got {type(model_input).__name__}")
         wanted = str((params or {}).get("modalities") or "")
         names = [m.strip() for m in wanted.split(",") if m.strip()] or list(model_input)
-        missing = [m for m in names if m not in model_input]
-        if missing:
-            raise ValueError(f"params modalities {names} name {missing}, which the input dict lacks")
-        tensors = {m: torch.as_tensor(np.asarray(model_input[m], dtype=np.float32)) for m in names}
-        with torch.inference_mode():
-            output = self.model(tensors)
-        logits = output.logits if hasattr(output, "logits") else output
-        return logits.float().cpu().numpy()
+        return predict_masks(self.model, model_input, names, parse_ranges((params or {}).get("ranges") or ""))
 
 
 def is_model_uri(ref: str | os.PathLike[str]) -> bool:
     """True for an MLflow model URI (``models:/...``, ``runs:/...``, ``s3://...``), False for a checkpoint path."""
     text = str(ref)
     return text.startswith(_URI_PREFIXES) or "://" in text
+
+
+def safe_checkpoint_path(model_dir: Path, ref: str) -> Path:
+    """The checkpoint artifact of a downloaded model folder, after checking the model stores no pickled code.
+
+    Reads ``MLmodel`` with ``yaml.safe_load`` only; nothing in the folder is imported, executed or unpickled.
+
+    Raises:
+        UnsafeModelError: the model's code is a pickle (``python_model.pkl``, a pickled torch module, ...), or the
+            model was not logged by ``Tracker.log_model`` (no models-from-code entry, no checkpoint artifact).
+    """
+    mlmodel = model_dir / "MLmodel"
+    if not mlmodel.is_file():
+        raise UnsafeModelError(f"{ref} has no MLmodel file; it is not an equiseg model logged by Tracker.log_model")
+    spec = yaml.safe_load(mlmodel.read_text()) or {}
+    pyfunc = (spec.get("flavors") or {}).get("python_function") or {}
+    pickled = sorted({p.name for p in model_dir.rglob("*.pkl")} | {str(pyfunc.get("python_model") or "")} - {""})
+    if pickled or "model_code_path" not in pyfunc:
+        raise UnsafeModelError(
+            f"{ref} is not an equiseg model logged by equiseg.tracking.Tracker.log_model: it stores its code as a "
+            f"pickle ({', '.join(pickled) or 'no models-from-code entry'}), and equiseg never unpickles a registry "
+            "model because that runs arbitrary code. Re-log the checkpoint with `Tracker.log_model` (or register "
+            "the checkpoint of a trusted run)"
+        )
+    artifact = ((pyfunc.get("artifacts") or {}).get("checkpoint") or {}).get("path")
+    path = (model_dir / str(artifact)).resolve() if artifact else None
+    if path is None or not path.is_file() or model_dir.resolve() not in path.parents:
+        raise UnsafeModelError(f"{ref} is not an equiseg model logged by Tracker.log_model: no checkpoint artifact")
+    return path
+
+
+def download_model(ref: str, dst_dir: Path | None = None) -> Path:
+    """Download the folder of model URI ``ref`` (files only; nothing is loaded) and return its local path."""
+    target = dst_dir or Path(tempfile.mkdtemp(prefix="equiseg-model-"))
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=str(ref), dst_path=str(target)))
 
 
 def load_model(ref: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
@@ -123,7 +274,8 @@ def load_model(ref: str | os.PathLike[str], device: str | torch.device = "cpu") 
     Raises:
         FileNotFoundError: ``ref`` is neither an existing checkpoint file nor an MLflow URI.
         CheckpointError: the checkpoint is unreadable or does not fit its architecture.
-        TypeError: the URI names a model that ``Tracker.log_model`` did not log.
+        UnsafeModelError: (a ``TypeError``) the URI names a model that ``Tracker.log_model`` did not log, e.g. one
+            whose code is pickled; it is refused before anything in it runs.
     """
     if not is_model_uri(ref):
         path = Path(ref)
@@ -134,8 +286,33 @@ def load_model(ref: str | os.PathLike[str], device: str | torch.device = "cpu") 
             )
         model, _ckpt = load_model_from_checkpoint(path, device)
         return model
-    pyfunc = mlflow.pyfunc.load_model(str(ref))
-    wrapper = pyfunc.unwrap_python_model()
-    if not isinstance(wrapper, EquisegPyfuncModel) or wrapper.model is None:
-        raise TypeError(f"{ref} is not an equiseg model logged by equiseg.tracking.Tracker.log_model")
-    return wrapper.model.to(device).eval()
+    with tempfile.TemporaryDirectory(prefix="equiseg-model-") as tmp:
+        checkpoint = safe_checkpoint_path(download_model(str(ref), Path(tmp)), str(ref))
+        model, _ckpt = load_model_from_checkpoint(checkpoint, device)
+    return model.to(device).eval()
+
+
+def checkpoint_sha256(ref: str | os.PathLike[str]) -> str:
+    """sha256 of the checkpoint file behind ``ref`` (a checkpoint path or a model URI; nothing is loaded).
+
+    A model logged by ``Tracker.log_model`` carries a byte copy of its checkpoint, so the digest of the file the gate
+    scored equals the digest of the registered version's artifact: the key that binds a verdict to its model.
+    """
+    if not is_model_uri(ref):
+        return _sha256(Path(ref))
+    with tempfile.TemporaryDirectory(prefix="equiseg-model-") as tmp:
+        return _sha256(safe_checkpoint_path(download_model(str(ref), Path(tmp)), str(ref)))
+
+
+def logged_model_id(ref: str) -> str:
+    """The MLflow logged-model id (``m-<hex>``) in a ``models:/m-<hex>`` URI, else ``""``."""
+    text = str(ref)
+    return text.removeprefix("models:/").split("/")[0] if text.startswith("models:/m-") else ""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,12 +30,14 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BA
 from sqlalchemy.exc import OperationalError
 from torch import nn
 
+import equiseg
 from equiseg import provenance
 from equiseg.config import EquisegConfig, TrackingConfig, config_hash, config_to_yaml, flatten_config
 from equiseg.tracking.figures import curves_figure, predictions_figure
 from equiseg.tracking.models import (
-    EquisegPyfuncModel,
+    ENTRY_SCRIPT,
     checkpoint_signature,
+    input_example,
     is_model_uri,
     load_model,
     pinned_requirements,
@@ -172,8 +175,25 @@ class Tracker:
             status = "FAILED"
             raise
         finally:
-            with contextlib.suppress(Exception):
-                mlflow.end_run(status)
+            self._end_run(run.info.run_id, status)
+
+    def _end_run(self, run_id: str, status: str) -> None:
+        """End the run with ``status``, retrying through a tracking outage (a run must not stay RUNNING).
+
+        The terminal status is written with the client and the retries of ``tracking.retries``; only then is the
+        run popped from MLflow's active-run stack. If the store stays unreachable, the error says which run to
+        mark by hand.
+        """
+        try:
+            self._call("ending the run", self.client.set_terminated, run_id, status)
+        except TrackingError as exc:
+            logger.error(
+                "MLflow run %s could not be marked %s and stays RUNNING (%s); once the server is back run "
+                "`python -c \"import mlflow; mlflow.MlflowClient('%s').set_terminated('%s', '%s')\"`",
+                run_id, status, exc, self.uri, run_id, status,
+            )  # fmt: skip
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status)
 
     @property
     def active_run_id(self) -> str | None:
@@ -304,18 +324,39 @@ class Tracker:
             raise TrackingError("log_model needs an active run; call it inside `with tracker.start_run(...)`")
         ckpt = load_checkpoint(checkpoint_path)
         signature, modalities = checkpoint_signature(ckpt)
-        info = self._call(
+        with tempfile.TemporaryDirectory(prefix="equiseg-code-") as staging:
+            code = _package_copy(staging)
+            info = self._log_model(name, checkpoint_path, ckpt, modalities, signature, code, registered_model_name)
+        return str(info.model_uri)
+
+    def _log_model(
+        self,
+        name: str,
+        checkpoint_path: Path,
+        ckpt: Mapping[str, Any],
+        modalities: Sequence[str],
+        signature: Any,
+        code: Path,
+        registered_model_name: str | None,
+    ) -> Any:
+        """``mlflow.pyfunc.log_model`` from code (docs/operations.md, "Serving"), with retries."""
+        return self._call(
             "logging the model",
             mlflow.pyfunc.log_model,
             name=name,
-            python_model=EquisegPyfuncModel(),
+            python_model=str(ENTRY_SCRIPT),  # models-from-code: no pickled code in the registry
             artifacts={"checkpoint": str(Path(checkpoint_path).resolve())},
+            code_paths=[str(code)],  # a clean environment imports this equiseg
             signature=signature,
+            input_example=(input_example(ckpt), {"modalities": ",".join(modalities)}),
             pip_requirements=pinned_requirements(),
             registered_model_name=registered_model_name,
-            metadata={"equiseg_model_name": ckpt["model_name"], "modalities": ",".join(modalities)},
+            metadata={
+                "equiseg_model_name": ckpt["model_name"],
+                "modalities": ",".join(modalities),
+                "equiseg_version": equiseg.__version__,
+            },
         )
-        return str(info.model_uri)
 
     def load_model(self, ref: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
         """:func:`~equiseg.tracking.load_model` (a checkpoint path or a model URI) against this tracker's store."""
@@ -335,3 +376,10 @@ class Tracker:
         if not found:
             raise TrackingError(f"{model_uri} holds no checkpoint artifact; was it logged by Tracker.log_model?")
         return found[0]
+
+
+def _package_copy(staging: str) -> Path:
+    """A copy of the installed equiseg package without bytecode caches (the logged model's ``code/equiseg``)."""
+    target = Path(staging) / "equiseg"
+    shutil.copytree(Path(equiseg.__file__).parent, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target

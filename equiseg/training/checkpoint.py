@@ -17,11 +17,13 @@ crash (``kill -9``, pre-emption) leaves either the previous or the new checkpoin
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import pickle
 import random
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -197,12 +199,30 @@ def save_checkpoint(
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
+    except (OSError, RuntimeError) as exc:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise _write_error(target, exc) from exc
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     _fsync_dir(target.parent)
     logger.debug("saved checkpoint %s (epoch %d, step %d)", target, epoch, global_step)
     return target
+
+
+def _write_error(target: Path, exc: BaseException) -> BaseException:
+    """A :class:`CheckpointError` that says "disk full" when it is (torch reports ENOSPC as an opaque
+    ``RuntimeError: [enforce fail at inline_container.cc]``); other errors unchanged."""
+    free = shutil.disk_usage(target.parent).free if target.parent.exists() else -1
+    text = str(exc)
+    full = getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in text or "file write failed" in text
+    if not full and free > 64 * 2**20:
+        return exc
+    return CheckpointError(
+        f"could not write checkpoint {target}: the disk is full ({free / 2**20:.1f} MiB free in {target.parent}); "
+        "free space or point train.output_dir at a larger disk, then resume with --resume (the previous "
+        "checkpoint is intact)"
+    )
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -26,10 +26,13 @@ from equiseg.training.epoch import Progress, build_model, build_optimizer, train
 from equiseg.training.loaders import epoch_loader, split_dataset, val_batches
 from equiseg.training.state import (
     TrainState,
+    check_manifest_classes,
+    check_resume_config,
     configure_determinism,
     restore_progress,
     resume_path,
     save_mid_epoch,
+    stored_config,
     wrap_distributed,
     write_checkpoint,
 )
@@ -128,9 +131,11 @@ def _fit(
     show_progress: bool,
 ) -> TrainResult:
     tc, device = cfg.train, info.device
+    check_manifest_classes(cfg, manifest)
+    checkpoint_path = resume_path(resume, out_dir)
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / "config.yaml")
+        _record_config(cfg, out_dir, checkpoint_path)
 
     # model, optimiser, and where a resumed run stands
     model = build_model(cfg).to(device)
@@ -138,7 +143,6 @@ def _fit(
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, tc.lr, tc.weight_decay)
     progress, rng_state = Progress(), None
-    checkpoint_path = resume_path(resume, out_dir)
     if checkpoint_path is not None:
         progress, rng_state = restore_progress(checkpoint_path, model, optimizer, cfg)
     model, train_model = wrap_distributed(model, cfg, info)
@@ -257,6 +261,24 @@ def _end_epoch(state: TrainState, val: list[dict[str, object]], metrics: dict[st
         metrics["val_miou"],
         f", objective {metrics['objective']:.2f}" if "objective" in metrics else "",
     )
+
+
+def _record_config(cfg: EquisegConfig, out_dir: Path, checkpoint_path: Path | None) -> None:
+    """Write ``config.yaml`` on a fresh run; on a resume check the change first and write ``config.resume-N.yaml``.
+
+    The original ``config.yaml`` keeps describing how the weights were made; a refused resume writes nothing.
+    """
+    if checkpoint_path is None:
+        save_config(cfg, out_dir / "config.yaml")
+        return
+    for change in check_resume_config(stored_config(checkpoint_path), config_to_dict(cfg), checkpoint_path):
+        logger.warning("resuming with a changed schedule: %s", change)
+    index = 1
+    while (out_dir / f"config.resume-{index}.yaml").exists():
+        index += 1
+    save_config(cfg, out_dir / f"config.resume-{index}.yaml")
+    if not (out_dir / "config.yaml").exists():  # resuming from a checkpoint outside out_dir
+        save_config(cfg, out_dir / "config.yaml")
 
 
 def _any_rank(flag: bool, info: DistInfo) -> bool:

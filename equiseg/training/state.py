@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from equiseg.config import EquisegConfig
+from equiseg.config import ConfigError, EquisegConfig
+from equiseg.data import manifest_info, read_manifest
 from equiseg.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unwrap_model
 from equiseg.training.distributed import DistInfo, all_reduce_sum
 from equiseg.training.epoch import Progress, resolve_dropout_mode
@@ -29,11 +30,15 @@ from equiseg.training.epoch import Progress, resolve_dropout_mode
 __all__ = [
     "BEST_CHECKPOINT",
     "LAST_CHECKPOINT",
+    "WEIGHT_MEANING_KEYS",
     "TrainState",
+    "check_manifest_classes",
+    "check_resume_config",
     "configure_determinism",
     "restore_progress",
     "resume_path",
     "save_mid_epoch",
+    "stored_config",
     "wrap_distributed",
     "write_checkpoint",
 ]
@@ -181,3 +186,64 @@ def save_mid_epoch(state: TrainState, epoch: int, steps_per_epoch: int, epoch_st
         state.progress.epoch_loss_sum = all_reduce_sum(running.clone(), state.info).tolist()
     if state.info.is_main:
         write_checkpoint(state, state.last_path, epoch=epoch, epoch_step=epoch_step, metrics=state.last_metrics)
+
+
+#: Config keys whose change makes resumed weights mean something else: resume refuses them.
+WEIGHT_MEANING_KEYS = (
+    "model.name",
+    "model.share_encoder_weights",
+    "data.source",
+    "data.modalities",
+    "data.num_classes",
+    "data.ignore_index",
+    "data.image_size",
+)
+
+
+def _dotted(raw: Mapping[str, Any], key: str) -> Any:
+    section, name = key.split(".", 1)
+    value = (raw.get(section) or {}).get(name)
+    return list(value) if isinstance(value, list | tuple) else value
+
+
+def check_resume_config(stored: Mapping[str, Any], current: Mapping[str, Any], path: Path) -> list[str]:
+    """Compare the config a checkpoint was trained with to the one resuming it.
+
+    Returns:
+        Warnings for changed ``train.*`` values (the schedule changes; the weights still mean the same thing).
+
+    Raises:
+        CheckpointError: a key of :data:`WEIGHT_MEANING_KEYS` differs (model, data, classes, image size), naming each.
+    """
+    if not stored:
+        return []
+    changed = [
+        f"{key}: {_dotted(stored, key)!r} -> {_dotted(current, key)!r}"
+        for key in WEIGHT_MEANING_KEYS
+        if _dotted(stored, key) != _dotted(current, key)
+    ]
+    if changed:
+        raise CheckpointError(
+            f"refusing to resume {path}: the config changes what its weights mean ({'; '.join(changed)}); resume "
+            f"with the checkpoint's config ({path.parent / 'config.yaml'}) or train into a fresh out_dir"
+        )
+    old, new = stored.get("train") or {}, current.get("train") or {}
+    return [f"train.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(new) if k in old and old[k] != new[k]]
+
+
+def stored_config(path: Path) -> dict[str, Any]:
+    """The resolved config recorded in checkpoint ``path`` (``{}`` when it has none)."""
+    return dict(load_checkpoint(path, map_location="cpu").get("config") or {})
+
+
+def check_manifest_classes(cfg: EquisegConfig, manifest: Path) -> None:
+    """Refuse ``data.num_classes`` that differs from the class count the manifest declares (when it declares one).
+
+    Too few classes crash mid-training on an out-of-range label; too many train silently with a diluted mIoU.
+    """
+    declared = manifest_info(read_manifest(manifest)).num_classes
+    if declared is not None and int(declared) != cfg.data.num_classes:
+        raise ConfigError(
+            f"data.num_classes={cfg.data.num_classes} but {manifest} declares {declared} classes; "
+            f"set --set data.num_classes={declared}"
+        )

@@ -10,7 +10,14 @@ from click.testing import CliRunner
 
 from equiseg.cli.main import cli
 from equiseg.config import load_config
-from equiseg.promotion import build_model_card, decide, get_alias_version, promote_candidate, write_verdict
+from equiseg.promotion import (
+    bind_verdict,
+    build_model_card,
+    decide,
+    get_alias_version,
+    promote_candidate,
+    write_verdict,
+)
 
 from .gate_synthetic import base_per_image, make_result, shifted
 from .registry_helpers import POLICY, gate_verdict, log_tiny_model
@@ -75,7 +82,7 @@ def test_blocked_version_is_refused_by_the_cli_and_manual_mode_waits_for_approve
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     model_uri, _ = log_tiny_model(uri)
     worse = decide(POLICY, make_result(shifted(base_per_image(), -20.0)), None)  # below the clean floor
-    verdict_json, _ = write_verdict(worse, tmp_path / "bad")
+    verdict_json, _ = write_verdict(bind_verdict(worse, candidate=model_uri), tmp_path / "bad")
     code, version = run(uri, "register", "--model-uri", model_uri, "--verdict", str(verdict_json))
     code, out = run(uri, "promote", "--version", version.strip())
     assert code == 1 and "no passing gate verdict" in out

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,8 +16,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+import equiseg
 from equiseg.config import TrackingConfig
 from equiseg.tracking import Tracker, TrackingError, configure_store, resolve_tracking_uri
+from equiseg.tracking.models import UnsafeModelError, normalize_inputs, predict_masks
 from equiseg.training import load_model_from_checkpoint
 
 
@@ -67,14 +72,77 @@ def test_logged_model_loads_back_and_predicts_on_every_modality_subset(tracked_r
     configure_store(tracker.uri)
     pyfunc = mlflow.pyfunc.load_model(result.model_uri)
     assert pyfunc.metadata.get_input_schema().input_names() == ["rgb", "depth", "thermal"]
-    arrays = {name: tensor.numpy() for name, tensor in batch.items()}
+    assert pyfunc.metadata.metadata["equiseg_version"] == equiseg.__version__
+    raw = {  # native-range inputs, as a client sends them: 8-bit images, 16-bit depth
+        "rgb": np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32)).astype(np.uint8),
+        "depth": np.random.default_rng(1).integers(0, 65536, (2, 1, 32, 32)).astype(np.uint16),
+        "thermal": np.random.default_rng(2).integers(0, 256, (2, 1, 32, 32)).astype(np.uint8),
+    }
+    normalised = normalize_inputs(raw)
+    torch.testing.assert_close(normalised["depth"], torch.as_tensor(raw["depth"] / 65535.0, dtype=torch.float32))
+    as_sent = {name: array.astype(np.float32) for name, array in raw.items()}  # MLflow carries float32
     for size in (1, 2, 3):
         for subset in itertools.combinations(("rgb", "depth", "thermal"), size):
-            logits = pyfunc.predict(arrays, params={"modalities": ",".join(subset)})
-            assert isinstance(logits, np.ndarray) and logits.shape == (2, 4, 32, 32)
+            masks = pyfunc.predict(as_sent, params={"modalities": ",".join(subset), "ranges": "depth:65535"})
+            assert isinstance(masks, np.ndarray) and masks.shape == (2, 32, 32) and masks.dtype == np.int64
             with torch.no_grad():
-                expected = reference({m: batch[m] for m in subset}).logits.numpy()
-            np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+                expected = reference({m: normalised[m] for m in subset}).logits.argmax(1).numpy()
+            np.testing.assert_array_equal(masks, expected)
+            np.testing.assert_array_equal(predict_masks(module, {m: raw[m] for m in subset}), expected)
+
+
+def test_logged_model_holds_no_pickled_code_and_ships_equiseg(tracked_run: Any, tmp_path: Path) -> None:
+    configure_store(tracked_run.tracker.uri)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=tracked_run.result.model_uri, dst_path=str(tmp_path)))
+    assert not list(local.rglob("*.pkl"))
+    assert (local / "code" / "equiseg" / "tracking" / "models.py").is_file()
+    requirements = (local / "requirements.txt").read_text()
+    assert "torch==" in requirements and "timm==" in requirements and "mlflow==" in requirements
+    assert (local / "serving_input_example.json").is_file()
+
+
+class _Payload:
+    """Unpickling this writes a marker file: what an attacker's ``python_model.pkl`` would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+class _Trojan(mlflow.pyfunc.PythonModel):
+    def __init__(self, marker: Path) -> None:
+        self.payload = _Payload(marker)
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        return model_input
+
+
+def test_a_model_with_a_malicious_pickle_is_refused_and_nothing_runs(
+    tracked_run: Any, tiny_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    tracker, marker = tracked_run.tracker, tmp_path / "marker.txt"
+    with tracker.start_run(run_name="trojan"):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=_Trojan(marker),
+            artifacts={"checkpoint": str(tracked_run.result.best_checkpoint)},  # even with a genuine checkpoint
+            pip_requirements=["numpy"],
+        )
+    assert not marker.exists()
+    with pytest.raises(UnsafeModelError, match=r"pickle \(python_model.pkl\).*never unpickles"):
+        tracker.load_model(info.model_uri)
+    assert not marker.exists(), "loading the model ran the pickled payload"
+    completed = subprocess.run(  # the CLI path: equiseg evaluate --model <uri>
+        [sys.executable, "-c", "from equiseg.cli.main import main; main()", "evaluate", "--model", info.model_uri,
+         "--manifest", str(tiny_data[0]), "--report", str(tmp_path / "report"), "--tracking-uri", tracker.uri],
+        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+    )  # fmt: skip
+    assert completed.returncode != 0 and "never unpickles" in completed.stderr + completed.stdout
+    assert not marker.exists(), "equiseg evaluate ran the pickled payload"
+    mlflow.pyfunc.load_model(info.model_uri)  # control: MLflow's own loader does run it
+    assert marker.read_text() == "pwned"
 
 
 def test_relative_sqlite_uri_resolves_against_working_directory(tmp_path: Path) -> None:
