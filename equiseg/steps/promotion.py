@@ -8,11 +8,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from equiseg.config import EquisegConfig
+from equiseg.config import EquisegConfig, config_hash
 from equiseg.promotion import promote_candidate, run_gate
 from equiseg.steps.run_folder import (
     data_stats_path,
     gate_paths,
+    read_facts,
     record_facts,
     reference_profile_path,
     robustness_heatmap_path,
@@ -70,11 +71,21 @@ def register_and_promote(
 ) -> str:
     """Register the candidate with lineage tags, serving-check it, write its model card, then move the aliases.
 
+    ``cfg`` must be the config the candidate was TRAINED with (the profile plus the tuned overrides, as the ``train``
+    step resolved it): the card's training section and the ``config_hash`` lineage tag come from it, and the hash
+    must equal the training run's ``equiseg.config_hash`` tag (docs/pipeline.md, "Lineage").
+
     Returns the registered version. What the aliases do depends on ``gate.mode`` (enabled / dry_run / manual).
     A promoted candidate's dataset statistics become the reference profile for the next run's drift check.
     """
     folder = step_dir(cfg, pipeline_run_id, "registry")
     run_dir = run_dir_for(cfg, pipeline_run_id)
+    trained_hash = read_facts(run_dir).get("train_config_hash")
+    if trained_hash and trained_hash != config_hash(cfg):
+        raise ValueError(
+            f"the config to register ({config_hash(cfg)}) is not the one the model was trained with ({trained_hash}); "
+            "pass the tuned overrides the train step used"
+        )
     stats = data_stats_path(run_dir)
     with timed_step(run_dir, "register_and_promote"):
         outcome = promote_candidate(

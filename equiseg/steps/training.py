@@ -57,7 +57,13 @@ def train_candidate(
     mlflow_run_id = result.mlflow_run_id
     if not result.model_uri:
         raise RuntimeError(f"training run {mlflow_run_id} logged no model; check the MLflow run for errors")
-    record_facts(folder.parent, mlflow_run_id=mlflow_run_id, model_uri=result.model_uri, train_metrics=result.metrics)
+    record_facts(
+        folder.parent,
+        mlflow_run_id=mlflow_run_id,
+        model_uri=result.model_uri,
+        train_metrics=result.metrics,
+        train_config_hash=tags["equiseg.config_hash"],
+    )
     return TrainedCandidate(
         checkpoint=Path(result.best_checkpoint),
         mlflow_run_id=str(mlflow_run_id),
