@@ -403,7 +403,18 @@ def validate_dataset(
     stats_path.write_text(json.dumps(stats, indent=2, default=str) + "\n")
     summary = _summary_text(stats, blocking, drift)
     quarantine_rows = [
-        {"sample_id": rows[i]["sample_id"], "split": rows[i]["split"], "codes": split.codes[k], "message": message}
+        {
+            "sample_id": rows[i]["sample_id"],
+            "split": rows[i]["split"],
+            "codes": split.codes[k],
+            "message": message,
+            # the report shows a thumbnail of each file (or why it cannot be read)
+            "files": {
+                m: str(Path(data_root) / rows[i][f"{m}_path"])
+                for m in (*modalities, "label")
+                if rows[i].get(f"{m}_path")
+            },
+        }
         for k, (i, message) in enumerate(zip(split.quarantined, split.messages, strict=True))
     ]
     class_set = stats["class_set"] or ""

@@ -30,7 +30,7 @@ __all__ = ["log_verdict_to_run", "run_gate", "store_uri", "tracker_on"]
 logger = logging.getLogger(__name__)
 
 #: Files of a gate run that go to the candidate's MLflow run (under ``gate/``) when they exist.
-VERDICT_FILES = ("gate.json", "gate.md", "serving.json")
+VERDICT_FILES = ("gate.json", "gate.md", "gate.html", "serving.json")
 
 
 def store_uri(cfg: EquisegConfig, tracking_uri: str | None = None) -> str:

@@ -60,10 +60,24 @@ def gate_candidate(
         )
     summary = verdict.headline() if hasattr(verdict, "headline") else ("passed" if verdict.passed else "blocked")
     gate_json, gate_md = gate_paths(folder.parent)
+    gate_html = gate_md.with_suffix(".html")
     record_facts(
-        folder.parent, gate_decision=summary, gate_passed=bool(verdict.passed), reports={"gate_verdict": str(gate_md)}
+        folder.parent,
+        gate_decision=summary,
+        gate_passed=bool(verdict.passed),
+        reports={"gate_verdict": str(gate_html if gate_html.is_file() else gate_md)},
     )
     return GateDecision(passed=bool(verdict.passed), json_path=gate_json, markdown_path=gate_md, summary=summary)
+
+
+def _report_links(mlflow_run_id: str) -> dict[str, str]:
+    """Where a reviewer finds, from the model version, the data it was trained on and why the gate let it through."""
+    if not mlflow_run_id:
+        return {}
+    return {
+        "equiseg.data_report": f"runs:/{mlflow_run_id}/data/report.html",
+        "equiseg.gate_verdict": f"runs:/{mlflow_run_id}/gate/gate.md",
+    }
 
 
 def register_and_promote(
@@ -93,7 +107,8 @@ def register_and_promote(
             model_uri=model_uri,
             mlflow_run_id=mlflow_run_id,
             verdict_path=gate_paths(run_dir)[0],
-            lineage=lineage_tags(cfg, pipeline_run_id=pipeline_run_id, dataset_version=dataset_version),
+            lineage=lineage_tags(cfg, pipeline_run_id=pipeline_run_id, dataset_version=dataset_version)
+            | _report_links(mlflow_run_id),
             out_dir=folder,
             data_stats=json.loads(stats.read_text()) if stats.is_file() else None,
             heatmap=robustness_heatmap_path(run_dir),
