@@ -1,13 +1,16 @@
 """Open an HTML report in headless Chromium (Debian's ``chromium``) and say what broke.
 
-The report folder is served from a loopback HTTP server that logs every request; Chromium runs with a proxy that
-records (and refuses) every request meant for another machine. A harness page loads the report in a same-origin
+The report folder is served from a loopback HTTP server that logs every request and sends each report with a
+Content-Security-Policy allowing only itself and ``data:`` URIs, so every request the page attempts towards another
+machine is blocked and reported back to the server; Chromium also runs behind a proxy that refuses whatever else
+would leave the machine. A harness page loads the report in a same-origin
 iframe and, once it has loaded, writes which ``<img>`` elements the browser could not decode. No DevTools protocol.
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import re
 import shutil
@@ -21,6 +24,11 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from pathlib import Path
 
 HARNESS = "__harness__.html"
+CSP_REPORT = "/__csp__"
+_CSP = (
+    "default-src 'self' data:; img-src 'self' data:; style-src 'self' 'unsafe-inline' data:; "
+    "script-src 'self' 'unsafe-inline'; font-src 'self' data:; report-uri " + CSP_REPORT
+)
 _HARNESS_PAGE = """<!doctype html><html><body><iframe id="f" style="width:1200px;height:900px"></iframe>
 <script>
 const frame = document.getElementById("f");
@@ -54,7 +62,7 @@ class PageCheck:
     broken_images: list[str] = field(default_factory=list)
     text_chars: int = 0
     failed_local: list[str] = field(default_factory=list)  # requests to the report server that were not 200
-    external: list[str] = field(default_factory=list)  # requests that tried to leave the machine
+    external: list[str] = field(default_factory=list)  # requests to other machines the page attempted (CSP reports)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +74,7 @@ class _Log:
         self.lock = threading.Lock()
         self.local: list[tuple[str, int]] = []
         self.external: list[str] = []
+        self.proxied: list[str] = []
 
 
 def _serving_handler(log: _Log, root: Path) -> type[SimpleHTTPRequestHandler]:
@@ -84,6 +93,25 @@ def _serving_handler(log: _Log, root: Path) -> type[SimpleHTTPRequestHandler]:
                 return
             super().do_GET()
 
+        def end_headers(self) -> None:
+            # Reports may load only from this server or data: URIs; the browser reports anything else to /__csp__.
+            if self.command == "GET" and self.path.split("?")[0].endswith(".html") and HARNESS not in self.path:
+                self.send_header("Content-Security-Policy", _CSP)
+            super().end_headers()
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode("utf-8", "replace")
+            if self.path.startswith(CSP_REPORT):
+                try:
+                    blocked = json.loads(body).get("csp-report", {}).get("blocked-uri", body)
+                except ValueError:
+                    blocked = body
+                with log.lock:
+                    log.external.append(f"blocked by the page policy: {blocked}")
+            self.send_response(204)
+            self.end_headers()
+
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             with log.lock:
                 log.local.append((urllib.parse.unquote(self.path), int(code) if str(code).isdigit() else 0))
@@ -97,8 +125,10 @@ def _serving_handler(log: _Log, root: Path) -> type[SimpleHTTPRequestHandler]:
 def _proxy_handler(log: _Log) -> type[BaseHTTPRequestHandler]:
     class Proxy(BaseHTTPRequestHandler):
         def _refuse(self) -> None:
+            # A safety net: nothing leaves the machine. Chromium's own background traffic also lands here, so it
+            # is refused, not held against the page (the page's own attempts arrive as CSP reports).
             with log.lock:
-                log.external.append(f"{self.command} {self.path}")
+                log.proxied.append(f"{self.command} {self.path}")
             self.send_error(502, "this test allows no request to leave the machine")
 
         do_GET = do_POST = do_HEAD = do_CONNECT = do_PUT = do_OPTIONS = _refuse
@@ -157,16 +187,18 @@ def check_pages(root: Path, pages: list[Path], chromium: str, timeout_s: float =
                     timeout=timeout_s,
                     check=False,
                 )
-            found = re.search(r"RESULT(.*?)END", proc.stdout, re.S)
+            found = re.search(r'<pre id="result">RESULT(.*?)END</pre>', proc.stdout, re.S)
             check = PageCheck(page=rel)
             if found is None:
                 check.broken_images = [f"no result from the harness (exit {proc.returncode}): {proc.stderr[-300:]}"]
             else:
-                raw = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+                raw = json.loads(html.unescape(found.group(1)), strict=False)
                 check.title, check.images, check.text_chars = raw["title"], raw["images"], raw["text"]
                 check.broken_images = list(raw["broken"])
             with log.lock:
-                check.failed_local = [p for p, code in log.local if code != 200 and "favicon" not in p]
+                check.failed_local = [
+                    p for p, code in log.local if code != 200 and "favicon" not in p and not p.startswith(CSP_REPORT)
+                ]
                 check.external = list(log.external)
             results.append(check)
     return results
