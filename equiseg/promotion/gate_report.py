@@ -137,6 +137,9 @@ def _verdict_line(verdict: GateVerdict) -> str:
         if verdict.first_run
         else f"against champion version {verdict.champion_version}, paired on {verdict.num_samples} images"
     )
+    at_registry = sum(c.name.startswith("registry_") for c in verdict.checks)
+    if at_registry:  # gate/gate.md has the gate's checks; registry/gate.md adds the registered version's serving
+        against += f"; {n - at_registry} checks at the gate, {at_registry} when registering"
     if verdict.passed:
         return f"**PASSED**: all {n} checks hold ({against}; mode `{verdict.mode}`)."
     return f"**BLOCKED**: {failed} of {n} checks failed ({against}; mode `{verdict.mode}`)."
