@@ -27,6 +27,9 @@ OVERRIDES = [
     "tune.trials=1",
     "robustness.bootstrap_samples=50",
     "gate.bootstrap_samples=50",
+    # a one-epoch model cannot clear the default floors (docs/gate.md, rule 1b); these tests are about the wiring
+    "gate.beat_constant=false",
+    "gate.min_keep_without=0",
 ]
 PIPELINE_RUN_ID = "components"
 COMMON: dict[str, Any] = {"profile": PROFILE, "overrides": OVERRIDES, "pipeline_run_id": PIPELINE_RUN_ID}
@@ -122,9 +125,13 @@ def gated(workdir: Path, validated: SimpleNamespace, trained: SimpleNamespace, e
 
 
 @pytest.fixture(scope="module")
-def promoted(version: str, trained: SimpleNamespace, gated: SimpleNamespace) -> str:
+def promoted(version: str, tuned: SimpleNamespace, trained: SimpleNamespace, gated: SimpleNamespace) -> str:
     assert gated.passed, "the pipeline registers only a candidate that passed the gate"
-    return str(components.register_and_promote.python_func(dataset_version=version, model=trained.model, **COMMON))
+    return str(
+        components.register_and_promote.python_func(
+            tuned_overrides=tuned.best, dataset_version=version, model=trained.model, **COMMON
+        )
+    )
 
 
 @pytest.fixture(scope="module")
