@@ -47,10 +47,10 @@ def test_the_check_catches_broken_images_and_requests_leaving_the_machine(tmp_pa
 def test_every_report_of_a_pipeline_run_renders_offline(workdir: Path, tiny_pipeline_overrides: list[str]) -> None:
     from pipelines.local import run_local
 
-    # A one-epoch model cannot pass the default floors; this test is about the reports, so the card must exist.
-    run = run_local(
-        "smoke", [*tiny_pipeline_overrides, "gate.beat_constant=false", "gate.min_keep_without=0"], pipeline_run_id="r"
-    )
+    # A one-epoch model cannot pass the default floors, and a loaded machine can miss the serving latency budget;
+    # this test is about the reports, so the candidate must reach the registry and get its card.
+    relaxed = ["gate.beat_constant=false", "gate.min_keep_without=0", "gate.latency_budget_ms=600000"]
+    run = run_local("smoke", [*tiny_pipeline_overrides, *relaxed], pipeline_run_id="r")
     pages = sorted(p for p in run.run_dir.rglob("*.html") if "kfp" not in p.relative_to(run.run_dir).parts)
     names = {p.relative_to(run.run_dir).as_posix() for p in pages}
     assert {"index.html", "data/report.html", "robustness/robustness.html", "gate/gate.html"} <= names
