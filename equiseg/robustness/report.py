@@ -137,7 +137,7 @@ def _example_grid(examples: Sequence[PredictionExample], num_classes: int, path:
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(title, fontsize=8)
+                ax.set_title(title if c < 2 else slice_label(title), fontsize=8)
             if c == 0:
                 tags = ",".join(ex.conditions) or "-"
                 ax.set_ylabel(f"{ex.sample_id}\n[{tags}]", fontsize=7)
