@@ -86,7 +86,10 @@ def build_retrain_pipeline(
             # The reports come last in both branches (a task outside a dsl.If cannot wait on one inside it).
             with dsl.If(gated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - KFP condition syntax
                 promoted = register_and_promote(
-                    dataset_version=versioned.output, model=trained.outputs["model"], **common
+                    tuned_overrides=best.output,
+                    dataset_version=versioned.output,
+                    model=trained.outputs["model"],
+                    **common,
                 )
                 reports = publish_reports(gate_passed=True, **common).after(promoted)
             with dsl.Else(name="gate-blocked"):

@@ -121,6 +121,8 @@ class GateConfig:
     min_emm_avg: float = 0.0
     min_worst_slice: float = 0.0
     min_balance_ratio: float = 0.0  # min/max of single-modality mIoUs (0-1)
+    beat_constant: bool = True  # clean and every kept-modality subset must beat any constant (majority) predictor
+    min_keep_without: float = 0.5  # mIoU with any one modality missing >= this fraction of clean mIoU (0 = off)
     max_abs_drop: float = 1.0  # change thresholds against the champion, mIoU points
     max_rel_drop: float = 0.05  # ... and as a fraction of the champion's value
     slice_max_abs_drop: float = 3.0  # per-slice change threshold, mIoU points

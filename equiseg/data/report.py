@@ -6,12 +6,19 @@ Data Docs folder (``gx_docs/``, when the manifest rules ran as a GX suite) ships
 
 from __future__ import annotations
 
+import base64
 import html
+import io
+import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bar_chart_svg", "write_report"]
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["bar_chart_svg", "offline_data_docs", "thumbnail_html", "write_report"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1d2330;max-width:1100px}
@@ -24,6 +31,66 @@ text-align:left;vertical-align:top}th{background:#f2f4f8}.num{text-align:right;f
 .charts{display:flex;flex-wrap:wrap;gap:1.2rem}.chart{border:1px solid #e3e6ee;padding:.4rem}
 small{color:#667}
 """
+
+
+_REMOTE_SCRIPT = re.compile(r"<script[^>]*\ssrc=[\"']https?://[^>]*>\s*</script>", re.I)
+_REMOTE_LINK = re.compile(r"<link[^>]*\shref=[\"']https?://[^>]*>", re.I)
+_REMOTE_IMG = re.compile(r"(<img[^>]*\ssrc=)([\"'])https?://[^\"']*\2", re.I)
+_REMOTE_CSS_URL = re.compile(r"url\(\s*['\"]?https?://[^)]*\)", re.I)
+_DOCS_CSS = (
+    "<style>body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1d2330}table{border-collapse:collapse;"
+    "margin:.5rem 0}td,th{border:1px solid #ccd;padding:.2rem .5rem;text-align:left;vertical-align:top}"
+    "th{background:#f2f4f8}img{max-height:3rem}.hide,.d-none,.modal{display:none}</style>"
+)
+
+
+def offline_data_docs(docs_dir: Path) -> int:
+    """Make Great Expectations Data Docs render offline; returns the number of pages rewritten.
+
+    GX 1.x pages load Bootstrap, jQuery, Vega and Font Awesome from CDNs and the logo from S3: offline they are
+    unstyled and the browser waits on requests that leave the machine. Every remote ``<script>``/``<link>`` is
+    removed, remote images point at GX's own local logo, remote ``url()`` in the local CSS is dropped, and a small
+    inline stylesheet keeps the tables readable. Links (``<a href>``) are kept: they are not loaded.
+    """
+    docs_dir = Path(docs_dir)
+    logo = docs_dir / "static" / "images" / "logo-long.png"
+    for css in docs_dir.rglob("*.css"):
+        css.write_text(_REMOTE_CSS_URL.sub("none", css.read_text(encoding="utf-8")), encoding="utf-8")
+    pages = 0
+    for page in docs_dir.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        local_logo = os.path.relpath(logo, page.parent).replace(os.sep, "/")
+        text = _REMOTE_SCRIPT.sub("", text)
+        text = _REMOTE_LINK.sub("", text)
+        text = _REMOTE_IMG.sub(rf"\g<1>\g<2>{local_logo}\g<2>", text)
+        text = text.replace("</head>", _DOCS_CSS + "</head>", 1)
+        page.write_text(text, encoding="utf-8")
+        pages += 1
+    return pages
+
+
+def thumbnail_html(path: Path, size: int = 64) -> str:
+    """An ``<img>`` with a PNG data URI of the image at ``path`` (at most ``size`` px), or a note why there is none.
+
+    A quarantined sample is often exactly an unreadable file, so a failure to decode is shown as text, never as a
+    broken image.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode.startswith(("I", "F")):  # 16-bit depth: stretch to 8 bits for the eye
+                values = np.asarray(img, dtype=np.float64)
+                top = float(values.max()) or 1.0
+                frame = Image.fromarray((values * (255.0 / top)).clip(0, 255).astype(np.uint8))
+            else:
+                frame = img.convert("RGB") if img.mode not in ("RGB", "L") else img.copy()
+            frame.thumbnail((size, size))
+            buffer = io.BytesIO()
+            frame.save(buffer, format="PNG")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        return f'<span class="bad">{_e(Path(path).name)}: cannot be read ({_e(type(exc).__name__)})</span>'
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="{_e(Path(path).name)}" src="data:image/png;base64,{data}">'
 
 
 def _e(value: Any) -> str:
@@ -125,6 +192,7 @@ def _quarantine(
     quarantine_rows: Sequence[Mapping[str, Any]],
     reason_descriptions: Mapping[str, str],
     max_rows: int,
+    max_thumbnails: int = 12,
 ) -> list[str]:
     counts = stats.get("reason_counts", {})
     if not counts:
@@ -142,6 +210,14 @@ def _quarantine(
             [[r["sample_id"], r["split"], ", ".join(r["codes"]), r["message"]] for r in shown],
         ),
     ]
+    thumbs = [r for r in shown if r.get("files")][:max_thumbnails]
+    if thumbs:
+        sections.append("<h3>What the quarantined samples look like</h3>")
+        rows = []
+        for r in thumbs:
+            cells = "".join(f"<td>{_e(m)}<br>{thumbnail_html(Path(f))}</td>" for m, f in r["files"].items())
+            rows.append(f"<tr><th>{_e(r['sample_id'])}<br><small>{_e(', '.join(r['codes']))}</small></th>{cells}</tr>")
+        sections.append(f"<table>{''.join(rows)}</table>")
     if len(quarantine_rows) > len(shown):
         sections.append(f"<p><small>{len(quarantine_rows) - len(shown)} more in quarantine.parquet</small></p>")
     return sections
@@ -239,6 +315,8 @@ def write_report(
 ) -> Path:
     """Write ``report.html`` (verdict, counts, blocking rules, quarantine table, charts, drift, manifest rules)."""
     path = Path(path)
+    if (path.parent / "gx_docs").is_dir():
+        offline_data_docs(path.parent / "gx_docs")
     sections = [
         *_overview(stats, summary),
         *_blocking(stats),

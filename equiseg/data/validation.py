@@ -311,6 +311,10 @@ def _summary_text(stats: Mapping[str, Any], blocking: Sequence[str], drift: Mapp
     return "\n".join(lines)
 
 
+def _sample_files(row: dict[str, Any], modalities: Sequence[str], root: Path) -> dict[str, str]:
+    return {m: str(root / row[f"{m}_path"]) for m in (*modalities, "label") if row.get(f"{m}_path")}
+
+
 def validate_dataset(
     manifest: Path,
     data_root: Path | None,
@@ -389,6 +393,7 @@ def validate_dataset(
     summary = _summary_text(stats, blocking, drift)
     quarantine_rows = [
         {"sample_id": rows[i]["sample_id"], "split": rows[i]["split"], "codes": split.codes[k], "message": message}
+        | {"files": _sample_files(rows[i], modalities, Path(data_root))}  # the report shows their thumbnails
         for k, (i, message) in enumerate(zip(split.quarantined, split.messages, strict=True))
     ]
     class_set = stats["class_set"] or ""

@@ -31,7 +31,7 @@ __all__ = ["log_verdict_to_run", "run_gate", "store_uri", "tracker_on"]
 logger = logging.getLogger(__name__)
 
 #: Files of a gate run that go to the candidate's MLflow run (under ``gate/``) when they exist.
-VERDICT_FILES = ("gate.json", "gate.md", "serving.json")
+VERDICT_FILES = ("gate.json", "gate.md", "gate.html", "serving.json")
 
 
 def store_uri(cfg: EquisegConfig, tracking_uri: str | None = None) -> str:
@@ -77,14 +77,14 @@ def run_gate(
     save_config(cfg, out / "config.yaml")
     batches = _evaluation_batches(cfg, Path(manifest), Path(data_root))
     logger.info("gate: evaluating candidate %s on %d batches", candidate, len(batches))
-    cand_result = evaluate_configured(cfg, _load(candidate, uri), batches)
+    cand_result = evaluate_configured(cfg, _load(candidate, uri), batches, progress=True)  # slices, with progress
     cand_result.to_json(out / "candidate_robustness.json")
     champion_version = get_alias_version(cfg.gate.model_name, CHAMPION, tracking_uri=uri)
     champ_result = None
     if champion_version is not None:
         champion_uri = f"models:/{cfg.gate.model_name}/{champion_version}"  # pinned: the alias may move meanwhile
         logger.info("gate: re-scoring champion %s on the same data", champion_uri)
-        champ_result = evaluate_configured(cfg, _load(champion_uri, uri), batches)
+        champ_result = evaluate_configured(cfg, _load(champion_uri, uri), batches, progress=True)
         champ_result.to_json(out / "champion_robustness.json")
     verdict = decide(cfg.gate, cand_result, champ_result, candidate_name=candidate, champion_version=champion_version)
     verdict = bind_verdict(verdict, candidate=candidate, model_uri=model_uri, manifest=manifest, policy=cfg.gate)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from equiseg.promotion.verdict import GateVerdict
+from equiseg.robustness.report import slice_label
 
 __all__ = ["build_model_card", "write_model_card"]
 
@@ -89,8 +90,10 @@ def build_model_card(
     if verdict.candidate_slices:
         lines += ["", "### Robustness slices (bootstrap CI)", "", "| slice | mIoU | CI |", "| --- | ---: | --- |"]
         for name, s in verdict.candidate_slices.items():
-            lines.append(f"| {name} | {_fmt(s['miou'])} | [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}] |")
-    lines += ["", "### Robustness heatmap", ""]
+            lines.append(f"| {slice_label(name)} | {_fmt(s['miou'])} | [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}] |")
+    registry = [c for c in verdict.checks if c.name.startswith("registry_")]
+    gate_checks = len(verdict.checks) - len(registry)
+    lines += ["", "### Robustness heatmap (change of mIoU from clean)", ""]
     lines.append(f"![robustness heatmap]({heatmap})" if heatmap else "No heatmap was produced for this version.")
     lines += [
         "",
@@ -102,7 +105,9 @@ def build_model_card(
             if verdict.first_run
             else f"compared with champion version {verdict.champion_version} on the same data)"
         ),
-        *[f"- {r}" for r in verdict.reasons],
+        f"- checks: {gate_checks} at the gate (`gate/gate.md`)"
+        + (f", plus {len(verdict.checks) - gate_checks} serving checks of the registered version" if registry else ""),
+        *([f"- {r}" for r in verdict.reasons] if not verdict.passed else []),
         "",
         "## Known limitations",
         "",
@@ -115,7 +120,7 @@ def build_model_card(
     ]
     worst = min(verdict.candidate_slices.items(), key=lambda kv: kv[1]["miou"], default=None)
     if worst is not None:
-        limits.append(f"Weakest slice: `{worst[0]}` at {_fmt(worst[1]['miou'])} mIoU.")
+        limits.append(f"Weakest slice: {slice_label(worst[0])} (`{worst[0]}`) at {_fmt(worst[1]['miou'])} mIoU.")
     if data_cfg.get("source") == "synthetic":
         limits.append("Trained and evaluated on the synthetic world: not a model for real scenes.")
     lines += [f"- {item}" for item in limits]

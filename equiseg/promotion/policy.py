@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from equiseg.config import GateConfig, config_to_dict
 from equiseg.promotion.bootstrap import align_per_image, paired_bootstrap_lower_bounds
 from equiseg.promotion.verdict import Check, GateVerdict, ResultLike, fmt_number
 
-__all__ = ["CHANGE_METRICS", "FLOOR_RULES", "decide"]
+__all__ = ["CHANGE_METRICS", "FLOOR_RULES", "constant_predictor_bound", "decide"]
 
 #: Summary metrics with a value floor: (metric key, policy attribute, plain-words name).
 FLOOR_RULES: tuple[tuple[str, str, str], ...] = (
@@ -45,7 +46,11 @@ def decide(
 
     Rules (all in mIoU points unless stated; formulas in docs/gate.md):
 
-    1. value floors on clean mIoU, EMM average, worst slice and balance ratio (always);
+    1. value floors on clean mIoU, EMM average, worst slice and balance ratio (always); and two floors that need
+       no tuning (always, when the result carries per-class IoU and slice parameters): clean mIoU and every
+       kept-modality subset must beat the best any constant predictor can score (``100 / K``: a majority-class
+       model is blocked), and the mIoU with any one modality missing must keep ``min_keep_without`` of clean
+       (a model that collapses without one sensor is blocked; EQUISeg, arXiv 2509.24505, is about exactly that);
     2. change thresholds per summary metric: ``c - b >= -max_abs_drop`` and ``c - b >= -max_rel_drop * b``;
     3. per-slice change: ``c_s - b_s >= -slice_max_abs_drop`` for every slice both results share;
     4. balance ratio: ``c >= b * (1 - max_rel_drop)``;
@@ -67,7 +72,7 @@ def decide(
         ValueError: the two results do not cover the same images or slices are malformed.
     """
     cand_m = _finite_metrics(candidate.summary_metrics())
-    checks = _floor_checks(policy, cand_m)
+    checks = _floor_checks(policy, cand_m) + _sanity_checks(policy, candidate)
     champ_m: dict[str, float] = {}
     n_paired = 0
     if champion is not None:
@@ -108,6 +113,62 @@ def _floor_checks(policy: GateConfig, cand_m: Mapping[str, float]) -> list[Check
             unit="",
         )
     )
+    return checks
+
+
+def constant_predictor_bound(result: ResultLike) -> float:
+    """The highest mIoU (points) any constant predictor can score on ``result``'s clean slice: ``100 / K``.
+
+    A model that predicts one class everywhere has IoU = that class's pixel share (at most 1) on it and 0 on every
+    other class, so its mIoU is at most ``1 / K`` with ``K`` the classes counted by the mean (NaN IoUs are not
+    counted). NaN when the result does not say how many classes it averages over.
+    """
+    clean = result.slices.get("clean")
+    per_class = getattr(clean, "per_class_iou", None) if clean is not None else None
+    if per_class:
+        counted = sum(1 for v in per_class if not math.isnan(float(v)))
+    else:
+        counted = int((getattr(result, "meta", None) or {}).get("num_classes") or 0)
+    return 100.0 / counted if counted > 0 else math.nan
+
+
+def _sanity_checks(policy: GateConfig, candidate: ResultLike) -> list[Check]:
+    """Rule 1b: beat a constant predictor on clean and every kept-modality subset; keep enough without any one."""
+    checks: list[Check] = []
+    bound = constant_predictor_bound(candidate)
+    emm: dict[str, dict[str, Any]] = {  # kept-modality subsets: slice name -> params ("kept", "missing")
+        name: dict(getattr(s, "params", {})) for name, s in candidate.slices.items() if getattr(s, "kind", "") == "emm"
+    }
+    emm = {name: p for name, p in emm.items() if "kept" in p}
+    if policy.beat_constant and not math.isnan(bound) and "clean" in candidate.slices:
+        for name in ["clean", *emm]:
+            label = "clean" if name == "clean" else "kept " + "+".join(emm[name]["kept"])
+            checks.append(
+                _at_least(
+                    f"floor.beats_constant.{label.replace(' ', '_')}",
+                    float(candidate.slices[name].miou),
+                    bound,
+                    f"mIoU ({label}) against the best constant (majority-class) predictor",
+                    "floor",
+                    strict=True,
+                )
+            )
+    clean_miou = float(candidate.slices["clean"].miou) if "clean" in candidate.slices else math.nan
+    if policy.min_keep_without > 0 and not math.isnan(clean_miou):
+        for name, params in emm.items():
+            missing = list(params.get("missing") or [])
+            if len(missing) != 1:
+                continue
+            checks.append(
+                _at_least(
+                    f"floor.keeps_without.{missing[0]}",
+                    float(candidate.slices[name].miou),
+                    policy.min_keep_without * clean_miou,
+                    f"mIoU with {missing[0]} missing (kept {'+'.join(params['kept'])}) against "
+                    f"{policy.min_keep_without:.0%} of clean",
+                    "floor",
+                )
+            )
     return checks
 
 

@@ -82,7 +82,8 @@ class ServingReport:
                 else f"serving with {subset}: finite logits of the right shape in {s['latency_ms']:.0f} ms"
             )
             checks.append(
-                Check(f"serving.{subset}", budget - s["latency_ms"], 0.0, budget - s["latency_ms"], s["ok"], reason)
+                # value = the latency, threshold = the budget (an upper bound: margin = budget - latency)
+                Check(f"serving.{subset}", s["latency_ms"], budget, budget - s["latency_ms"], s["ok"], reason)
             )
         return checks
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from equiseg.promotion.gate_report import render_gate_html, render_gate_markdown
+
 __all__ = ["Check", "GateVerdict", "ResultLike", "SliceLike", "write_verdict"]
 
 
@@ -151,65 +153,22 @@ class GateVerdict:
         return dataclasses.replace(self, checks=checks, passed=all(c.passed for c in checks))
 
     def to_markdown(self) -> str:
-        """Human-readable report (the content of ``gate.md``)."""
-        status = "PASSED" if self.passed else "FAILED"
-        lines = [
-            f"# Promotion gate: {status}",
-            "",
-            f"- candidate: `{self.candidate or '(unnamed)'}`",
-            f"- champion compared with: {('version ' + self.champion_version) if self.champion_version else 'none'}"
-            + (" (first run: value floors only)" if self.first_run else ""),
-            f"- mode: `{self.mode}`"
-            + {
-                "enabled": " (a pass moves `champion` to the candidate)",
-                "dry_run": " (decision recorded, no alias moves)",
-                "manual": " (a pass sets `challenger`; `equiseg registry approve` promotes)",
-            }.get(self.mode, ""),
-            f"- paired images: {self.num_samples}" if not self.first_run else "- paired images: n/a",
-            f"- decided at: {self.created_at}",
-            "",
-            "## Why",
-            "",
-            *[f"- {r}" for r in self.reasons],
-            "",
-            "## Checks",
-            "",
-            "| check | value | threshold | margin | result |",
-            "| --- | ---: | ---: | ---: | --- |",
-        ]
-        for c in self.checks:
-            mark = "pass" if c.passed else "**FAIL**"
-            lines.append(
-                f"| `{c.name}` | {fmt_number(c.value)} | {fmt_number(c.threshold)} | {fmt_number(c.margin)} | {mark} |"
-            )
-        keys = sorted(k for k in set(self.candidate_metrics) | set(self.champion_metrics) if not k.startswith("miou/"))
-        if keys:
-            lines += ["", "## Summary metrics", "", "| metric | candidate | champion |", "| --- | ---: | ---: |"]
-            for k in keys:
-                cand_v, champ_v = self.candidate_metrics.get(k), self.champion_metrics.get(k)
-                lines.append(f"| {k} | {fmt_number(cand_v)} | {fmt_number(champ_v)} |")
-        if self.candidate_slices:
-            lines += [
-                "",
-                "## Slices (mIoU with bootstrap CI)",
-                "",
-                "| slice | candidate | champion |",
-                "| --- | --- | --- |",
-            ]
-            for name, s in self.candidate_slices.items():
-                champ = self.champion_slices.get(name)
-                lines.append(f"| {name} | {_fmt_ci(s)} | {_fmt_ci(champ) if champ else '-'} |")
-        lines += ["", "How to read this report: docs/gate.md.", ""]
-        return "\n".join(lines)
+        """Human-readable report (the content of ``gate.md``; layout in :mod:`~equiseg.promotion.gate_report`)."""
+        return render_gate_markdown(self)
+
+    def to_html(self) -> str:
+        """The same report as one self-contained HTML page (the content of ``gate.html``)."""
+        return render_gate_html(self)
 
 
 def write_verdict(verdict: GateVerdict, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``gate.json`` and ``gate.md`` into ``out_dir`` (created if needed); returns both paths."""
+    """Write ``gate.json``, ``gate.md`` and ``gate.html`` into ``out_dir`` (created if needed); returns the first 2."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "gate.json", out / "gate.md"
     json_path.write_text(verdict.to_json() + "\n")
     md_path.write_text(verdict.to_markdown())
+    (out / "gate.html").write_text(verdict.to_html())
     return json_path, md_path
 
 
@@ -218,10 +177,6 @@ def fmt_number(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:.3f}"
-
-
-def _fmt_ci(s: Mapping[str, float]) -> str:
-    return f"{fmt_number(s['miou'])} [{fmt_number(s['ci_low'])}, {fmt_number(s['ci_high'])}]"
 
 
 def _num(value: Any) -> float:

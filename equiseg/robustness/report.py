@@ -26,9 +26,34 @@ from equiseg.robustness.examples import PredictionExample, collect_examples
 from equiseg.robustness.result import RobustnessResult, SliceResult
 
 # collect_examples is re-exported: it was defined here, and callers import it with write_robustness_report
-__all__ = ["PredictionExample", "collect_examples", "write_robustness_report"]
+__all__ = ["PredictionExample", "collect_examples", "slice_label", "write_robustness_report"]
 
 logger = logging.getLogger(__name__)
+
+
+def slice_label(name: str) -> str:
+    """One way to name a slice everywhere a person reads it: which modalities are kept, which are missing.
+
+    ``emm/rgb-depth`` (the kept set) -> ``kept rgb+depth``; ``rmm/r0.5/rgb`` (the missing set) ->
+    ``rgb missing in 50% of images``; ``corrupt/rgb/fog/s3`` -> ``rgb fog, severity 3``; ``nm/mid`` ->
+    ``noisy modalities (mid)``; ``cond/night`` -> ``condition night``; anything else is returned as is.
+    """
+    parts = name.split("/")
+    if parts[0] == "emm" and len(parts) == 2:
+        return "kept " + parts[1].replace("-", "+")
+    if parts[0] == "rmm" and len(parts) == 3 and parts[1].startswith("r"):
+        try:
+            share = f"{float(parts[1][1:]):.0%}"
+        except ValueError:
+            return name
+        return f"{parts[2].replace('-', '+')} missing in {share} of images"
+    if parts[0] == "corrupt" and len(parts) == 4:
+        return f"{parts[1]} {parts[2]}, severity {parts[3].removeprefix('s')}"
+    if parts[0] == "nm" and len(parts) == 2:
+        return f"noisy modalities ({parts[1]})"
+    if parts[0] == "cond" and len(parts) == 2:
+        return f"condition {parts[1]}"
+    return name
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -37,32 +62,40 @@ logger = logging.getLogger(__name__)
 
 
 def _heatmap(result: RobustnessResult, path: Path) -> Path | None:
+    """Change of mIoU from clean per (modality / degradation) x severity, plus one row per missing modality.
+
+    The drop from clean is what matters to a reviewer (docs/robustness.md); absolute values of a weak model all look
+    alike. Red = worse than clean, blue = better, white = no change.
+    """
     matrix: Mapping[str, Mapping[str, Mapping[str, float]]] = (result.aggregates.get("corruption") or {}).get(
         "matrix", {}
     )
     if not matrix:
         return None
-    rows = [(m, d) for m, degs in matrix.items() for d in degs]
-    severities = sorted({int(s) for degs in matrix.values() for cells in degs.values() for s in cells})
-    values = np.full((len(rows), len(severities) + 1), np.nan)
     clean = result.clean_miou
-    for r, (m, d) in enumerate(rows):
-        values[r, 0] = clean
-        for c, s in enumerate(severities):
-            values[r, c + 1] = matrix[m][d].get(str(s), np.nan)
-    fig = new_figure(1.2 + 0.75 * (len(severities) + 1), 0.8 + 0.32 * len(rows))
+    severities = sorted({int(s) for degs in matrix.values() for cells in degs.values() for s in cells})
+    labels = [f"{m} / {d}" for m, degs in matrix.items() for d in degs]
+    rows = [
+        [matrix[m][d].get(str(s), math.nan) - clean for s in severities] for m, degs in matrix.items() for d in degs
+    ]
+    alone = [s for s in result.slices.values() if s.kind == "emm" and len(s.params.get("missing", [])) == 1]
+    for s in alone:  # a whole modality missing, shown in the first column's scale
+        labels.append(f"{s.params['missing'][0]} / missing")
+        rows.append([s.miou - clean] + [math.nan] * (len(severities) - 1))
+    values = np.array(rows, dtype=float)
+    fig = new_figure(2.0 + 0.9 * len(severities), 0.9 + 0.32 * len(labels))
     ax = fig.add_subplot(1, 1, 1)
-    vmax = max(1.0, float(np.nanmax(values)))
-    image = ax.imshow(values, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(len(severities) + 1), ["clean"] + [f"s{s}" for s in severities])
-    ax.set_yticks(range(len(rows)), [f"{m} / {d}" for m, d in rows])
-    for r in range(len(rows)):
-        for c in range(len(severities) + 1):
+    span = max(1.0, float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0)
+    image = ax.imshow(values, cmap="RdBu", vmin=-span, vmax=span, aspect="auto")
+    ax.set_xticks(range(len(severities)), [f"severity {s}" for s in severities])
+    ax.set_yticks(range(len(labels)), labels)
+    for r in range(len(labels)):
+        for c in range(len(severities)):
             if not math.isnan(values[r, c]):
-                colour = "black" if values[r, c] > 0.6 * vmax else "white"
-                ax.text(c, r, f"{values[r, c]:.1f}", ha="center", va="center", fontsize=7, color=colour)
-    ax.set_title("mIoU under corruption (modality / degradation x severity)")
-    fig.colorbar(image, ax=ax, label="mIoU")
+                colour = "white" if abs(values[r, c]) > 0.6 * span else "black"
+                ax.text(c, r, f"{values[r, c]:+.1f}", ha="center", va="center", fontsize=7, color=colour)
+    ax.set_title(f"Change of mIoU from clean ({clean:.1f}), per modality / degradation")
+    fig.colorbar(image, ax=ax, label="Δ mIoU (points)")
     return save_figure(fig, path)
 
 
@@ -104,7 +137,7 @@ def _example_grid(examples: Sequence[PredictionExample], num_classes: int, path:
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(title, fontsize=8)
+                ax.set_title(title if c < 2 else slice_label(title), fontsize=8)
             if c == 0:
                 tags = ",".join(ex.conditions) or "-"
                 ax.set_ylabel(f"{ex.sample_id}\n[{tags}]", fontsize=7)
@@ -144,7 +177,8 @@ def _tables(
         if members:
             if kind == "emm":
                 members.insert(0, clean)
-            tables.append((title, ["slice", "mIoU", "CI"], [[s.name, _fmt(s.miou), _ci(s)] for s in members]))
+            rows = [[slice_label(s.name), _fmt(s.miou), _fmt(s.miou - clean.miou), _ci(s)] for s in members]
+            tables.append((title, ["slice", "mIoU", "Δ from clean", "CI"], rows))
     matrix = (agg.get("corruption") or {}).get("matrix", {})
     if matrix:
         severities = sorted({int(s) for d in matrix.values() for c in d.values() for s in c})
@@ -154,6 +188,14 @@ def _tables(
             for d, cells in degs.items()
         ]
         tables.append(("Corruption matrix (mIoU)", ["modality", "degradation", *[f"s{s}" for s in severities]], rows))
+        delta = [
+            [m, d, *[_fmt(cells[str(s)] - clean.miou) if str(s) in cells else "-" for s in severities]]
+            for m, degs in matrix.items()
+            for d, cells in degs.items()
+        ]
+        tables.append(
+            ("Change from clean (mIoU points)", ["modality", "degradation", *[f"s{s}" for s in severities]], delta)
+        )
     conds = [s for s in result.slices.values() if s.kind == "cond"]
     if conds:
         tables.append(

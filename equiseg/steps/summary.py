@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from equiseg.config import EquisegConfig
+from equiseg.promotion.gate_report import markdown_to_html
 from equiseg.steps.alerts import alert_for_run
 from equiseg.steps.run_folder import REPORT_LABELS, index_path, read_facts, record_facts, run_dir_for, summary_paths
 
@@ -19,9 +20,21 @@ th,td{{text-align:left;padding:.3rem .8rem;border-bottom:1px solid #ddd}}.verdic
 """
 
 
+def _as_html(path: str) -> str:
+    """The HTML page of a report: a Markdown report is rendered beside itself (``x.md`` -> ``x.html``)."""
+    source = Path(path)
+    if source.suffix != ".md" or not source.is_file():
+        return path
+    target = source.with_suffix(".html")
+    title = source.stem.replace("_", " ")
+    target.write_text(markdown_to_html(source.read_text(), title, base_dir=source.parent))
+    return str(target)
+
+
 def _report_rows(reports: dict[str, str], run_dir: Path) -> str:
     rows = []
-    for key, path in reports.items():
+    for key, raw in reports.items():
+        path = _as_html(raw)
         rel = html.escape(os.path.relpath(path, run_dir))
         rows.append(f"<tr><th>{html.escape(REPORT_LABELS.get(key, key))}</th><td><a href='{rel}'>{rel}</a></td></tr>")
     return "".join(rows)

@@ -34,6 +34,19 @@ def lineage_tags(cfg: EquisegConfig, *, pipeline_run_id: str, dataset_version: s
     }
 
 
+#: Files of the validation step logged to the training run under ``data/`` (the report renders offline).
+DATA_REPORT_FILES = ("report.html", "stats.json", "quarantine.parquet")
+
+
+def _log_data_report(tracker: Tracker, mlflow_run_id: str, data_dir: Path) -> None:
+    """Log the data report the model was trained on to its run, so it is one click from the model version."""
+    for name in DATA_REPORT_FILES:
+        if (data_dir / name).is_file():
+            tracker.log_to_run(mlflow_run_id, {}, artifacts=data_dir / name, artifact_path="data")
+    if (data_dir / "report.html").is_file():
+        tracker.log_to_run(mlflow_run_id, {}, tags={"equiseg.data_report": "data/report.html"})
+
+
 def train_candidate(
     cfg: EquisegConfig, *, manifest: str | Path, data_root: str | Path, pipeline_run_id: str, dataset_version: str
 ) -> TrainedCandidate:
@@ -57,7 +70,14 @@ def train_candidate(
     mlflow_run_id = result.mlflow_run_id
     if not result.model_uri:
         raise RuntimeError(f"training run {mlflow_run_id} logged no model; check the MLflow run for errors")
-    record_facts(folder.parent, mlflow_run_id=mlflow_run_id, model_uri=result.model_uri, train_metrics=result.metrics)
+    _log_data_report(tracker, str(mlflow_run_id), folder.parent / "data")
+    record_facts(
+        folder.parent,
+        mlflow_run_id=mlflow_run_id,
+        model_uri=result.model_uri,
+        train_metrics=result.metrics,
+        train_config_hash=tags["equiseg.config_hash"],
+    )
     return TrainedCandidate(
         checkpoint=Path(result.best_checkpoint),
         mlflow_run_id=str(mlflow_run_id),

@@ -52,6 +52,8 @@ T = TypeVar("T")
 
 #: MLflow error codes that mean "your request is wrong", not "try again".
 _PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST"}
+#: Experiment tag the MLflow UI reads to pick the experiment's landing page (runs and models vs GenAI traces).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 #: Non-MLflow exceptions worth retrying: network and database hiccups (other errors are bugs and propagate).
 _TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OSError, ConnectionError, TimeoutError, OperationalError)
 
@@ -119,7 +121,14 @@ class Tracker:
         if found is not None:
             return str(found.experiment_id)
         try:
-            return str(self.client.create_experiment(self.experiment_name, artifact_location=self.artifact_location))
+            # The experiment kind makes the MLflow UI open on runs and models, not on its GenAI (traces) page.
+            return str(
+                self.client.create_experiment(
+                    self.experiment_name,
+                    artifact_location=self.artifact_location,
+                    tags={EXPERIMENT_KIND_TAG: "custom_model_development"},
+                )
+            )
         except MlflowException as exc:  # another worker created it first
             found = self.client.get_experiment_by_name(self.experiment_name)
             if found is None:

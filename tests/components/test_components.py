@@ -123,9 +123,15 @@ def gated(
 
 
 @pytest.fixture(scope="module")
-def promoted(common: dict[str, Any], version: str, trained: SimpleNamespace, gated: SimpleNamespace) -> str:
+def promoted(
+    common: dict[str, Any], version: str, tuned: SimpleNamespace, trained: SimpleNamespace, gated: SimpleNamespace
+) -> str:
     assert gated.passed, "the pipeline registers only a candidate that passed the gate"
-    return str(components.register_and_promote.python_func(dataset_version=version, model=trained.model, **common))
+    return str(
+        components.register_and_promote.python_func(
+            tuned_overrides=tuned.best, dataset_version=version, model=trained.model, **common
+        )
+    )
 
 
 @pytest.fixture(scope="module")

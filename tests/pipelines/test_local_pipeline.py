@@ -19,7 +19,10 @@ def _client(workdir: Path) -> MlflowClient:
 def test_local_run_validates_versions_trains_gates_and_registers(
     workdir: Path, tiny_pipeline_overrides: list[str]
 ) -> None:
-    run = run_local("smoke", tiny_pipeline_overrides, pipeline_run_id="first")
+    # A one-epoch model cannot clear the default floors (tests/promotion/test_policy_floors.py); this test is about
+    # the plumbing, so it turns them off to reach registration.
+    floors_off = ["gate.beat_constant=false", "gate.min_keep_without=0"]
+    run = run_local("smoke", [*tiny_pipeline_overrides, *floors_off], pipeline_run_id="first")
     summary = run.summary
     assert summary["state"] == "SUCCEEDED"
     # Every report the user is told about exists.
@@ -36,6 +39,17 @@ def test_local_run_validates_versions_trains_gates_and_registers(
     train_run = client.get_run(summary["mlflow_run_id"])
     assert train_run.data.tags["equiseg.dataset_version"] == version_id
     assert "robustness.emm_avg" in train_run.data.metrics
+    # The version and its card describe the config the model was TRAINED with (profile + tuned overrides).
+    assert summary["tuned_overrides"], "the tuning step chose no parameters"
+    assert champion.tags["equiseg.lineage.config_hash"] == train_run.data.tags["equiseg.config_hash"]
+    card = Path(summary["reports"]["model_card"]).read_text()
+    for key in ("train.lr", "train.modality_dropout"):
+        assert f"- {key}: `{train_run.data.params[key]}`" in card, key
+    # The data report and the gate verdict are one hop from the model version; the experiment opens on runs.
+    assert champion.tags["equiseg.lineage.data_report"] == f"runs:/{train_run.info.run_id}/data/report.html"
+    assert {f.path for f in client.list_artifacts(train_run.info.run_id, "data")} >= {"data/report.html"}
+    experiment = client.get_experiment(train_run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     # First run: no champion to compare with, so floors only.
     gate = json.loads((run.run_dir / "gate" / "gate.json").read_text())
     assert gate["passed"] is True and gate["first_run"] is True
@@ -46,8 +60,9 @@ def test_local_run_validates_versions_trains_gates_and_registers(
 
 @pytest.mark.slow
 def test_second_run_rescores_the_champion_on_the_same_data(workdir: Path, tiny_pipeline_overrides: list[str]) -> None:
-    first = run_local("smoke", tiny_pipeline_overrides, pipeline_run_id="first")
-    second = run_local("smoke", tiny_pipeline_overrides, pipeline_run_id="second")
+    floors_off = [*tiny_pipeline_overrides, "gate.beat_constant=false", "gate.min_keep_without=0"]  # see above
+    first = run_local("smoke", floors_off, pipeline_run_id="first")
+    second = run_local("smoke", floors_off, pipeline_run_id="second")
     assert first.summary["dataset_version"] == second.summary["dataset_version"]
     gate = json.loads((second.run_dir / "gate" / "gate.json").read_text())
     assert gate["first_run"] is False

@@ -28,6 +28,8 @@ def test_smoke_pipeline_against_mlflow_server_and_optuna_on_postgres(
         "smoke",
         [
             *tiny_pipeline_overrides,
+            "gate.beat_constant=false",  # a one-epoch model cannot clear the default floors (docs/gate.md, 1b)
+            "gate.min_keep_without=0",
             f"tracking.uri={mlflow_server.url}",
             # Racing gates on an HTTP server serialise on a PostgreSQL advisory lock in the server's database.
             f"gate.lock_uri={mlflow_server.backend_store}",

@@ -154,5 +154,5 @@ def test_verdict_json_and_markdown_round_trip(tmp_path) -> None:
     assert data["passed"] is False and data["reasons"] == verdict.reasons
     assert GateVerdict.from_json(json_path.read_text()) == verdict
     md = md_path.read_text()
-    assert md.startswith("# Promotion gate: FAILED")
+    assert md.startswith("# Promotion gate: BLOCKED")
     assert "**FAIL**" in md and "`abs_change.clean_miou`" in md and "emm_missing_rgb" in md

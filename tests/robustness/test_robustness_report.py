@@ -42,8 +42,12 @@ def test_report_writes_every_artifact(tmp_path, result_and_examples) -> None:
     assert {s["name"] for s in raw["slices"]} == set(result.slices)
     assert all(s["ci_low"] is None or s["ci_low"] <= s["miou"] + 1e-9 for s in raw["slices"])
     md = paths["markdown"].read_text()
-    assert "| emm/depth |" in md and "## Corruption matrix (mIoU)" in md
-    assert "| rgb | fog |" in md
+    assert "## Corruption matrix (mIoU)" in md and "| rgb | fog |" in md
+    # Slices are named by what is kept; the drop from clean is shown next to each value.
+    emm_depth = next(line for line in md.splitlines() if line.startswith("| kept depth |"))
+    drop = result.slices["emm/depth"].miou - result.clean_miou
+    assert drop < -10 and f"| {drop:.2f} |" in emm_depth  # the RGB-only model collapses without RGB
+    assert "## Change from clean (mIoU points)" in md
     page = paths["html"].read_text()
     assert page.count("data:image/png;base64,") == 3
     assert "src='http" not in page and "<script" not in page  # self-contained
@@ -65,3 +69,11 @@ def test_clean_suite_report_has_no_matrix_figures(tmp_path) -> None:
     assert "heatmap" not in paths and "emm_subsets" not in paths
     assert set(result.summary_metrics()) >= {"clean_miou", "worst_slice_miou", "cond_night_miou"}
     assert "emm_avg" not in result.summary_metrics()
+
+
+def test_report_names_the_classes(tmp_path, result_and_examples) -> None:
+    result, _ = result_and_examples
+    names = [f"class{i}" for i in range(NUM_CLASSES)]
+    paths = write_robustness_report(result, tmp_path, class_names=names)
+    md = paths["markdown"].read_text()
+    assert all(f"| {i} class{i} |" in md for i in range(NUM_CLASSES))
