@@ -15,7 +15,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: help setup run test test-slow test-postgres lint typecheck bench clean
+.PHONY: help setup browser run test test-slow test-postgres lint typecheck bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -44,7 +44,10 @@ typecheck: setup ## mypy over the library
 test: setup lint ## lint, then the default test suite (not slow)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-slow: setup ## the slow tests only (CI runs these too)
+browser: ## Debian's chromium, which the report tests open the reports in (apt-get; needs root)
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test-slow: setup browser ## the slow tests only (CI runs these too)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 bench: setup ## run the benchmarks in bench/ (prints ratios against a baseline measured in the same run)
