@@ -85,8 +85,16 @@ def make_inputs(batch: int, size: int, device: torch.device) -> tuple[dict[str, 
 class Run:
     """One model in one mode: a training step and the loss closure the FLOP counter reads."""
 
-    def __init__(self, label: str, model: nn.Module, loss: Callable[[nn.Module], Tensor], device: torch.device):
+    def __init__(
+        self,
+        label: str,
+        model: nn.Module,
+        loss: Callable[[nn.Module], Tensor],
+        device: torch.device,
+        eager_loss: Callable[[nn.Module], Tensor] | None = None,
+    ) -> None:
         self.label = label
+        self.eager_loss = eager_loss or loss  # what the FLOP counter runs (it cannot see inside compiled graphs)
         self.model = model.to(device).train()
         if device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
@@ -114,7 +122,14 @@ class Run:
 
 def build_runs(args: argparse.Namespace, device: torch.device) -> list[Run]:
     """equiseg_<variant> RGB-D-T and SMP Segformer(mit_<variant>) RGB, in each requested mode."""
-    import segmentation_models_pytorch as smp  # optional: the [bench] extra
+    try:
+        import segmentation_models_pytorch as smp  # optional: the [bench] extra
+    except ModuleNotFoundError as exc:
+        raise SystemExit(
+            f"bench_speed.py needs segmentation-models-pytorch for the baseline ({exc.name} missing): pip install "
+            "'equiseg[bench]', or on an offline box put a `pip install --target DIR segmentation-models-pytorch` "
+            "folder on PYTHONPATH"
+        ) from exc
 
     cfg = load_config("smoke", (f"train.amp={str(device.type == 'cuda').lower()}",))
     inputs, labels = make_inputs(args.batch, args.size, device)
@@ -135,22 +150,27 @@ def build_runs(args: argparse.Namespace, device: torch.device) -> list[Run]:
         torch.manual_seed(0)
         model = create_model(f"equiseg_{args.variant}", num_classes=NUM_CLASSES, modalities=MODALITIES)
         equiseg_fn = compiled_equiseg if mode == "compiled" else forward_loss
-        runs.append(
-            Run(f"equiseg_{args.variant} RGB-D-T {mode}", model,
-                lambda m, fn=equiseg_fn: fn(m, inputs, labels, cfg, use_amp)[0], device)  # fmt: skip
-        )
+
+        def equiseg_loss(model: nn.Module, fn: Callable[..., Any] = equiseg_fn) -> Tensor:
+            total: Tensor = fn(model, inputs, labels, cfg, use_amp)[0]
+            return total
+
+        def equiseg_eager(model: nn.Module) -> Tensor:
+            total: Tensor = forward_loss(model, inputs, labels, cfg, use_amp)[0]
+            return total
+
+        runs.append(Run(f"equiseg_{args.variant} RGB-D-T {mode}", model, equiseg_loss, device, equiseg_eager))
         torch.manual_seed(0)
         baseline = smp.Segformer(encoder_name=f"mit_{args.variant}", encoder_weights=None, classes=NUM_CLASSES)
-        runs.append(Run(f"smp Segformer(mit_{args.variant}) RGB {mode}", baseline,
-                        compiled_smp if mode == "compiled" else smp_loss, device))  # fmt: skip
+        smp_fn = compiled_smp if mode == "compiled" else smp_loss
+        runs.append(Run(f"smp Segformer(mit_{args.variant}) RGB {mode}", baseline, smp_fn, device, smp_loss))
     return runs
 
 
 def forward_flops(run: Run) -> int:
     """Forward FLOPs of one step (no grad, eager: the counter does not see inside compiled graphs)."""
-    loss = getattr(run.loss, "_torchdynamo_orig_callable", run.loss)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        loss(run.model)
+        run.eager_loss(run.model)
     return int(counter.get_total_flops())
 
 

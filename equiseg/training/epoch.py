@@ -167,7 +167,7 @@ def compiled_forward_loss() -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
 
 
 def _raise_if_not_finite(loss: Tensor, cfg: EquisegConfig, epoch: int, step: int) -> None:
-    value = float(loss)
+    value = float(loss.detach())
     if not np.isfinite(value):
         raise FloatingPointError(
             f"non-finite loss {value} at epoch {epoch + 1}, step {step}; lower train.lr "

@@ -47,12 +47,13 @@ def test_all_ignored_batch_gives_zero_losses_and_finite_gradients(tiny_cfg: Call
     model = build_model(cfg).train()
     batch = _batch(cfg, 1, ignore_all=True)
     total, main, aux = forward_loss(model, batch["inputs"], batch["label"], cfg, False)
-    assert float(main) == 0.0 and float(aux) == 0.0 and float(total) == 0.0
+    assert float(main.detach()) == 0.0 and float(aux.detach()) == 0.0 and float(total.detach()) == 0.0
     total.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
+@pytest.mark.slow  # inductor compiles forward and backward: about a minute on a quiet 2-core machine
 def test_compiled_step_trains_like_the_eager_step(tiny_cfg: Callable[..., EquisegConfig]) -> None:
     """``train.compile=true`` on CPU (inductor): same losses and weights as eager after a few steps."""
     batches = [_batch(tiny_cfg(), seed) for seed in range(3)]
@@ -69,5 +70,6 @@ def test_compiled_step_trains_like_the_eager_step(tiny_cfg: Callable[..., Equise
     (eager, eager_w), (comp, comp_w) = results[False], results[True]
     assert comp["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-3)
     assert comp["train_aux_loss"] == pytest.approx(eager["train_aux_loss"], rel=1e-3, abs=1e-5)
-    assert torch.allclose(comp_w, eager_w, rtol=1e-3, atol=1e-4)
+    # AdamW's normalised updates turn float rounding into at most a fraction of one step (lr) per weight
+    assert float((comp_w - eager_w).abs().max()) < tiny_cfg().train.lr
     assert not torch.allclose(eager_w, initial)  # the steps did train
