@@ -3,6 +3,7 @@
 #
 # Runs from a plain checkout on a bare GPU box (torch, timm, numpy, pyarrow; no mlflow, kfp or click):
 #   1. bench/gpu_check.py: bf16 training throughput, peak memory, MFU and an overfit sanity check (equiseg_b2, 512²);
+#      then bench/bench_speed.py (SKIP_SPEED=1 skips it): equiseg_b2 vs SMP Segformer-B2, eager and compiled, MFU;
 #   2. the claim experiment's runs (configs/claim-gpu.yaml) for at most CLAIM_SECONDS, seed-major, resumable: a
 #      second call on the same warm machine continues where the first stopped (runs/claim-gpu is kept there).
 # Small results (gpu_check.json; per run cell.json, robustness.json, confusion.npz) are copied to $OUT; analyse
@@ -34,6 +35,16 @@ if [ "${SKIP_CHECK:-0}" != "1" ]; then
   echo "== gpu_check (limit ${CHECK_SECONDS}s)"
   timeout "$CHECK_SECONDS" "$PY" bench/gpu_check.py --out "$OUT/gpu_check.json" 2>&1 | tail -40
   echo "gpu_check exit ${PIPESTATUS[0]}"
+fi
+
+if [ "${SKIP_SPEED:-0}" != "1" ]; then
+  # equiseg_b2 RGB-D-T vs SMP Segformer(mit_b2) RGB, eager and compiled, MFU against a bf16 matmul, loader alone.
+  # SMP must be importable: on an offline box carry a `pip install --target .bench-deps segmentation-models-pytorch`
+  # folder (its dependencies included) and set BENCH_DEPS=.bench-deps.
+  echo "== bench_speed (limit ${SPEED_SECONDS:-300}s)"
+  PYTHONPATH=${BENCH_DEPS:+$BENCH_DEPS:}$PYTHONPATH timeout "${SPEED_SECONDS:-300}" "$PY" bench/bench_speed.py \
+    --out "$OUT/speed.json" 2>&1 | grep -v "^round\|^warm-up" | tail -20
+  echo "bench_speed exit ${PIPESTATUS[0]}"
 fi
 
 echo "== claim-gpu runs (limit ${CLAIM_SECONDS}s)"

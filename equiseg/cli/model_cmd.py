@@ -6,9 +6,9 @@ import json
 
 import click
 
+from equiseg import models
 from equiseg.cli.common import config_options, resolve_config
-from equiseg.models import FAMILIES, VARIANTS, create_model, list_models
-from equiseg.models.summary import summarize_model
+from equiseg.models.catalog import FAMILY_INFO, VARIANTS, list_models
 
 __all__ = ["group"]
 
@@ -26,7 +26,7 @@ def list_command(as_json: bool) -> None:
         click.echo(json.dumps(list_models()))
         return
     click.echo(f"variants: {', '.join(VARIANTS)} (tiny = CPU tests; b0/b1/b2 = MiT-B0/B1/B2 widths)\n")
-    for family, spec in FAMILIES.items():
+    for family, spec in FAMILY_INFO.items():
         names = ", ".join(f"{family}_{variant}" for variant in VARIANTS)
         click.echo(f"{family:<15} {spec.description}\n{'':<15} {names}")
 
@@ -62,7 +62,7 @@ def summary_command(
     model_name = name or cfg.model.name
     mods = tuple(m.strip() for m in modalities.split(",") if m.strip()) if modalities else cfg.data.modalities
     try:
-        model = create_model(
+        model = models.create_model(
             model_name,
             num_classes=num_classes or cfg.data.num_classes,
             modalities=mods,
@@ -74,5 +74,5 @@ def summary_command(
         raise click.UsageError(str(exc.args[0])) from exc
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    summary = summarize_model(model, size)
+    summary = models.summarize_model(model, size)
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else summary.to_text())

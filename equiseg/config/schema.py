@@ -68,6 +68,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA; always fp32 on CPU
+    compile: bool = False  # torch.compile the model forward + losses (first steps compile; docs/training.md, Speed)
     deterministic: bool = True  # deterministic algorithms on CPU
     checkpoint_every_steps: int = 0  # mid-epoch checkpoints; 0 = only at epoch ends
     eval_robustness_every: int = 1  # quick suite every N epochs (and the last); best.pt maximises (clean+EMM)/2

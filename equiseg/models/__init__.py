@@ -10,21 +10,23 @@ One module per architecture (``equiseg_model``, ``segformer_rgb``, ``early_fusio
 >>> out.logits.shape                                     # doctest: +SKIP
 torch.Size([B, 8, H, W])
 
-This package imports neither mlflow nor kfp: it runs where only torch, timm and numpy exist.
+This package imports neither mlflow nor kfp: it runs where only torch, timm and numpy exist. The names alone
+(:mod:`equiseg.models.catalog`: ``list_models``, ``model_family``, ``VARIANTS``, ``COMMON_OVERRIDES``) need not even
+torch: the torch-side names below load on first use (PEP 562), so ``equiseg model list`` starts in well under a
+second instead of paying for torch and timm.
 """
 
 from __future__ import annotations
 
-from equiseg.models.base import FusedFeatures, SegmentationModel, SegmentationOutput
-from equiseg.models.encoder import VARIANTS
-from equiseg.models.registry import (
-    COMMON_OVERRIDES,
-    FAMILIES,
-    create_model,
-    list_models,
-    model_family,
-    supports_missing_modalities,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from equiseg.models.catalog import COMMON_OVERRIDES, VARIANTS, list_models, model_family
+
+if TYPE_CHECKING:
+    from equiseg.models.base import FusedFeatures, SegmentationModel, SegmentationOutput
+    from equiseg.models.registry import FAMILIES, create_model, supports_missing_modalities
+    from equiseg.models.summary import summarize_model
 
 __all__ = [
     "COMMON_OVERRIDES",
@@ -36,5 +38,31 @@ __all__ = [
     "create_model",
     "list_models",
     "model_family",
+    "summarize_model",
     "supports_missing_modalities",
 ]
+
+#: torch-side public name -> the submodule that defines it (imported on first attribute access).
+_LAZY: dict[str, str] = {
+    "FusedFeatures": "equiseg.models.base",
+    "SegmentationModel": "equiseg.models.base",
+    "SegmentationOutput": "equiseg.models.base",
+    "FAMILIES": "equiseg.models.registry",
+    "create_model": "equiseg.models.registry",
+    "supports_missing_modalities": "equiseg.models.registry",
+    "summarize_model": "equiseg.models.summary",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a torch-side name on first use (``from equiseg.models import create_model`` works as before)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'equiseg.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

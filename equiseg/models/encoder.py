@@ -12,11 +12,12 @@ cross-attention inside a stage's last block, opens a stage up (:func:`enter_stag
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
 
 import torch
 from timm.models.pvt_v2 import Block, OverlapPatchEmbed, PyramidVisionTransformerStage, PyramidVisionTransformerV2
 from torch import Tensor, nn
+
+from equiseg.models.catalog import VARIANTS, EncoderSpec
 
 __all__ = [
     "STEM_BIAS_STD",
@@ -31,26 +32,6 @@ __all__ = [
     "mlp_half",
     "stage_drop_path_rates",
 ]
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """Widths and depths of one MiT variant plus the SegFormer decoder width that goes with it."""
-
-    embed_dims: tuple[int, int, int, int]
-    depths: tuple[int, int, int, int]
-    num_heads: tuple[int, int, int, int]
-    sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)
-    decoder_dim: int = 256
-
-
-#: ``tiny`` is ours (CPU tests and experiments); ``b0``/``b1``/``b2`` are MiT-B0/B1/B2 (SegFormer Table 6).
-VARIANTS: dict[str, EncoderSpec] = {
-    "tiny": EncoderSpec((16, 32, 64, 128), (1, 1, 1, 1), (1, 1, 2, 4), decoder_dim=64),
-    "b0": EncoderSpec((32, 64, 160, 256), (2, 2, 2, 2), (1, 2, 5, 8), decoder_dim=256),
-    "b1": EncoderSpec((64, 128, 320, 512), (2, 2, 2, 2), (1, 2, 5, 8), decoder_dim=256),
-    "b2": EncoderSpec((64, 128, 320, 512), (3, 4, 6, 3), (1, 2, 5, 8), decoder_dim=768),
-}
 
 
 def stage_drop_path_rates(spec: EncoderSpec, drop_path_rate: float) -> list[float]:

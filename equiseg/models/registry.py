@@ -1,7 +1,7 @@
 """The model registry: ``create_model(name, ...)`` for EQUISeg and its baselines (docs/design.md, "Models").
 
-Names are ``<family>_<variant>``: families ``equiseg``, ``equiseg_nosgm``, ``segformer_rgb``, ``early_fusion``,
-``cmnext_like``, ``mean_fusion``; variants ``tiny`` (CPU tests), ``b0``, ``b1``, ``b2`` (MiT-B0/B1/B2 widths).
+The names, variants and family options live torch-free in :mod:`equiseg.models.catalog`; here each family gets its
+builder.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from equiseg.models.base import SegmentationModel
+from equiseg.models.catalog import COMMON_OVERRIDES, FAMILY_INFO, VARIANTS, EncoderSpec, list_models, model_family
 from equiseg.models.cmnext_like import CMNeXtLike
 from equiseg.models.early_fusion import EarlyFusion
-from equiseg.models.encoder import VARIANTS, EncoderSpec
 from equiseg.models.equiseg_model import EQUISeg
 from equiseg.models.mean_fusion import MeanFusion
 from equiseg.models.segformer_rgb import SegFormerRGB
@@ -30,9 +30,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: ``ModelConfig`` fields every model accepts as keyword overrides (ignored by the models where they mean nothing).
-COMMON_OVERRIDES: tuple[str, ...] = ("share_encoder_weights", "sgm_weight", "drop_path_rate")
-
 
 @dataclass(frozen=True)
 class Family:
@@ -44,44 +41,25 @@ class Family:
     fixed: Mapping[str, Any] | None = None
 
 
-FAMILIES: dict[str, Family] = {
-    "equiseg": Family(
-        EQUISeg,
-        ("share_encoder_weights", "sgm_weight", "drop_path_rate", "ignore_index"),
-        "EQUISeg: per-modality MiT branches, CMTB cross-attention + hierarchical selection each stage, SGM",
-    ),
-    "equiseg_nosgm": Family(
-        EQUISeg,
-        ("share_encoder_weights", "drop_path_rate", "ignore_index"),
-        "EQUISeg without the Self-guided Module (ablation)",
-        fixed={"use_sgm": False},
-    ),
-    "segformer_rgb": Family(SegFormerRGB, ("drop_path_rate",), "SegFormer on RGB only (other inputs ignored)"),
-    "early_fusion": Family(EarlyFusion, ("drop_path_rate",), "channel concat of all modalities into one MiT"),
-    "cmnext_like": Family(
-        CMNeXtLike, ("drop_path_rate",), "RGB-primary MiT + shared auxiliary branch + self-query hub (RGB-dominant)"
-    ),
-    "mean_fusion": Family(MeanFusion, ("drop_path_rate",), "shared MiT, per-stage mean over present modalities"),
+_BUILDERS: dict[str, Callable[..., SegmentationModel]] = {
+    "equiseg": EQUISeg,
+    "equiseg_nosgm": EQUISeg,
+    "segformer_rgb": SegFormerRGB,
+    "early_fusion": EarlyFusion,
+    "cmnext_like": CMNeXtLike,
+    "mean_fusion": MeanFusion,
 }
 
-
-def list_models() -> list[str]:
-    """Every registered name, e.g. ``['cmnext_like_b0', ..., 'segformer_rgb_tiny']`` (sorted)."""
-    return sorted(f"{family}_{variant}" for family in FAMILIES for variant in VARIANTS)
+#: The torch-free :data:`equiseg.models.catalog.FAMILY_INFO` with each family's builder attached.
+FAMILIES: dict[str, Family] = {
+    name: Family(_BUILDERS[name], info.options, info.description, info.fixed) for name, info in FAMILY_INFO.items()
+}
 
 
 def supports_missing_modalities(name: str) -> bool:
     """Whether the registered model ``name`` fuses any subset of its modalities (absent ones left out of the input)."""
     family, _ = model_family(name)
     return bool(getattr(FAMILIES[family].builder, "supports_missing_modalities", False))
-
-
-def model_family(name: str) -> tuple[str, str]:
-    """Split a registered name into ``(family, variant)``; raises ``KeyError`` listing valid names."""
-    family, _, variant = name.rpartition("_")
-    if family not in FAMILIES or variant not in VARIANTS:
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
-    return family, variant
 
 
 def create_model(

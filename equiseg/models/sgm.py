@@ -75,14 +75,14 @@ class SelfGuidedModule(nn.Module):
     def forward(self, stage_feats: Sequence[dict[str, Tensor]], labels: Tensor) -> dict[str, Tensor]:
         """Weighted loss terms from per-stage ``{modality: (B, C, h, w)}`` features and ``(B, H, W)`` labels."""
         names = list(stage_feats[-1])
-        anchor = stage_feats[-1][names[0]]
         # Auxiliary predictions are scored at stage-1 resolution (1/4), where the decoder works, not at full size.
         quarter = stage_feats[0][names[0]].shape[-2:]
         small = F.interpolate(labels[:, None].float(), size=quarter, mode="nearest")[:, 0].long()  # (B, H/4, W/4)
         valid = (small != self.ignore_index) & (small >= 0) & (small < self.num_classes)
-        if not bool(valid.any()):
-            zero = anchor.sum() * 0.0  # keeps the graph, so the trainer can still backpropagate the sum
-            return {"sgm_aux_ce": zero}
+        # No host-side "any valid pixel?" branch (a GPU sync, a graph break under torch.compile): the CE is a sum over
+        # valid pixels / their count, and ``any_valid`` zeroes the guidance terms of a batch without one.
+        any_valid = valid.any()
+        count = valid.sum().clamp(min=1)
         temp = self.temperature
         aux_logits = {name: self.aux_heads[name](stage_feats[-1][name]) for name in names}  # (B, K, h4, w4)
         safe_labels = torch.where(valid, small, self.ignore_index)
@@ -91,7 +91,9 @@ class SelfGuidedModule(nn.Module):
                 F.interpolate(logit, size=quarter, mode="bilinear", align_corners=False),
                 safe_labels,
                 ignore_index=self.ignore_index,
+                reduction="sum",
             )
+            / count
             for name, logit in aux_logits.items()
         }
         losses = {"sgm_aux_ce": self.weight * self.aux_ce_weight * torch.stack(list(ce.values())).mean()}
@@ -108,18 +110,18 @@ class SelfGuidedModule(nn.Module):
             assert isinstance(teacher, Tensor)
             student = F.log_softmax(aux_logits[name] / temp, dim=1)
             logit_terms.append(F.kl_div(student, teacher, reduction="none").sum(dim=1).mean() * temp**2)
-        losses["sgm_logit_kl"] = self.weight * self.logit_kl_weight * torch.stack(logit_terms).mean()
+        losses["sgm_logit_kl"] = self.weight * self.logit_kl_weight * torch.stack(logit_terms).mean() * any_valid
 
-        proto_terms = []
+        proto_terms: list[Tensor] = []
+        stage_has_class: list[Tensor] = []
         for feats in stage_feats:
             size = (int(feats[names[0]].shape[-2]), int(feats[names[0]].shape[-1]))
             masks = class_masks(labels, size, self.num_classes, self.ignore_index)
             protos = {}
             present = masks.sum(dim=-1) > 0  # (B, K)
+            n_present = present.sum()
             for name in names:
                 protos[name], _ = class_prototypes(feats[name], masks)
-            if not bool(present.any()):
-                continue
             for i, name in enumerate(names):
                 others = [j for j in range(len(names)) if j != i]
                 share = contribution[others] / contribution[others].sum()
@@ -130,7 +132,11 @@ class SelfGuidedModule(nn.Module):
                     F.softmax(teacher_proto / temp, dim=-1),
                     reduction="none",
                 ).sum(dim=-1)  # (B, K)
-                proto_terms.append(kl[present].mean())
-        if proto_terms:
-            losses["sgm_proto_kl"] = self.weight * self.proto_kl_weight * torch.stack(proto_terms).mean()
+                # mean over the present classes, as a masked sum (no data-dependent shape); a stage without any
+                # present class adds no term (its weight in the mean below is 0)
+                proto_terms.append((kl * present).sum() / n_present.clamp(min=1))
+                stage_has_class.append(n_present > 0)
+        counted = torch.stack(stage_has_class).float()  # 1 for the terms of stages with a present class
+        proto_mean = (torch.stack(proto_terms) * counted).sum() / counted.sum().clamp(min=1)
+        losses["sgm_proto_kl"] = self.weight * self.proto_kl_weight * proto_mean
         return losses

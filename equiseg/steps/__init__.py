@@ -8,23 +8,27 @@ stay thin. Steps also record what the user must see at the end of a run in ``fac
 it into ``summary.json`` / ``summary.md``.
 """
 
-from equiseg.steps.data import PreparedData, prepare_data
-from equiseg.steps.evaluation import EvaluatedCandidate, eval_loader, evaluate_candidate
-from equiseg.steps.promotion import GateDecision, gate_candidate, register_and_promote
-from equiseg.steps.run_folder import (
-    REPORT_LABELS,
-    read_facts,
-    record_facts,
-    reference_profile_path,
-    run_dir_for,
-    step_dir,
-    timed_step,
-)
-from equiseg.steps.summary import publish_reports, read_run_summary, write_run_summary
-from equiseg.steps.training import TrainedCandidate, lineage_tags, train_candidate
-from equiseg.steps.tuning import create_study, optuna_storage_for, select_best_trial, study_name_for, tune_worker
-from equiseg.steps.validation import DataValidationError, ValidatedData, validate_data
-from equiseg.steps.versioning import VersionedData, version_data
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from equiseg.steps.data import PreparedData, prepare_data
+    from equiseg.steps.evaluation import EvaluatedCandidate, eval_loader, evaluate_candidate
+    from equiseg.steps.promotion import GateDecision, gate_candidate, register_and_promote
+    from equiseg.steps.run_folder import (
+        REPORT_LABELS,
+        read_facts,
+        record_facts,
+        reference_profile_path,
+        run_dir_for,
+        step_dir,
+        timed_step,
+    )
+    from equiseg.steps.summary import publish_reports, read_run_summary, write_run_summary
+    from equiseg.steps.training import TrainedCandidate, lineage_tags, train_candidate
+    from equiseg.steps.tuning import create_study, optuna_storage_for, select_best_trial, study_name_for, tune_worker
+    from equiseg.steps.validation import DataValidationError, ValidatedData, validate_data
+    from equiseg.steps.versioning import VersionedData, version_data
 
 __all__ = [
     "REPORT_LABELS",
@@ -59,3 +63,54 @@ __all__ = [
     "version_data",
     "write_run_summary",
 ]
+
+
+#: public name -> the step module that defines it. A KFP task imports one step; loading the names lazily (PEP 562)
+#: keeps it from importing every other step's dependencies (torch, mlflow, optuna, great-expectations, DVC) too.
+_LAZY: dict[str, str] = {
+    "DataValidationError": "equiseg.steps.validation",
+    "EvaluatedCandidate": "equiseg.steps.evaluation",
+    "GateDecision": "equiseg.steps.promotion",
+    "PreparedData": "equiseg.steps.data",
+    "REPORT_LABELS": "equiseg.steps.run_folder",
+    "TrainedCandidate": "equiseg.steps.training",
+    "ValidatedData": "equiseg.steps.validation",
+    "VersionedData": "equiseg.steps.versioning",
+    "create_study": "equiseg.steps.tuning",
+    "eval_loader": "equiseg.steps.evaluation",
+    "evaluate_candidate": "equiseg.steps.evaluation",
+    "gate_candidate": "equiseg.steps.promotion",
+    "lineage_tags": "equiseg.steps.training",
+    "optuna_storage_for": "equiseg.steps.tuning",
+    "prepare_data": "equiseg.steps.data",
+    "publish_reports": "equiseg.steps.summary",
+    "read_facts": "equiseg.steps.run_folder",
+    "read_run_summary": "equiseg.steps.summary",
+    "record_facts": "equiseg.steps.run_folder",
+    "reference_profile_path": "equiseg.steps.run_folder",
+    "register_and_promote": "equiseg.steps.promotion",
+    "run_dir_for": "equiseg.steps.run_folder",
+    "select_best_trial": "equiseg.steps.tuning",
+    "step_dir": "equiseg.steps.run_folder",
+    "study_name_for": "equiseg.steps.tuning",
+    "timed_step": "equiseg.steps.run_folder",
+    "train_candidate": "equiseg.steps.training",
+    "tune_worker": "equiseg.steps.tuning",
+    "validate_data": "equiseg.steps.validation",
+    "version_data": "equiseg.steps.versioning",
+    "write_run_summary": "equiseg.steps.summary",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the step module of ``name`` on first use (``from equiseg.steps import train_candidate`` as before)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'equiseg.steps' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -4,12 +4,15 @@ Recipe (follows SegFormer / CMNeXt practice, an inference: the EQUISeg paper, ar
 training recipe in its abstract): AdamW (no weight decay on norms and biases), linear warm-up + poly decay
 (:mod:`equiseg.training.schedule`), CE or OHEM-CE plus the Self-guided Module's auxiliary losses
 (``SegmentationOutput.aux_losses``, already weighted by the model), per-sample modality dropout (never every
-modality), gradient clipping; bf16 autocast and ``channels_last`` on CUDA, fp32 on CPU.
+modality), gradient clipping; bf16 autocast and ``channels_last`` on CUDA, fp32 on CPU. With ``train.compile`` the
+forward and the losses (:func:`forward_loss`) run through ``torch.compile``; the step reads nothing back to the host
+on CUDA except what a caller's ``on_step`` asks for (docs/training.md, "Speed").
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "drop_modalities",
+    "forward_loss",
     "resolve_dropout_mode",
     "train_one_epoch",
 ]
@@ -138,6 +142,39 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+def forward_loss(
+    model: nn.Module, inputs: Mapping[str, Tensor], labels: Tensor, cfg: EquisegConfig, use_amp: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Forward with the model's auxiliary losses and the main loss: ``(total, main, aux)`` scalars on the device.
+
+    Free of host reads and data-dependent shapes: ``torch.compile`` captures it whole (:func:`compiled_forward_loss`).
+    """
+    with _autocast(labels.device, use_amp):
+        output = model(inputs, labels)
+    tc = cfg.train
+    main_loss = segmentation_loss(
+        output.logits, labels, kind=tc.loss, ignore_index=cfg.data.ignore_index, ohem_thresh=tc.ohem_thresh
+    )
+    aux = sum((v.float() for v in output.aux_losses.values()), torch.zeros((), device=labels.device))
+    return main_loss + aux, main_loss, aux
+
+
+@functools.cache
+def compiled_forward_loss() -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
+    """:func:`forward_loss` through ``torch.compile`` (one wrapper per process; dynamo caches per input signature)."""
+    compiled: Callable[..., tuple[Tensor, Tensor, Tensor]] = torch.compile(forward_loss)
+    return compiled
+
+
+def _raise_if_not_finite(loss: Tensor, cfg: EquisegConfig, epoch: int, step: int) -> None:
+    value = float(loss.detach())
+    if not np.isfinite(value):
+        raise FloatingPointError(
+            f"non-finite loss {value} at epoch {epoch + 1}, step {step}; lower train.lr "
+            f"(now {cfg.train.lr}) or enable train.grad_clip"
+        )
+
+
 def _lr(cfg: EquisegConfig, global_step: int, steps_per_epoch: int) -> float:
     tc = cfg.train
     return lr_at(
@@ -173,6 +210,11 @@ def train_one_epoch(
     use_amp = tc.amp and device.type == "cuda"
     drop_at_step = resolve_dropout_mode(cfg) == "drop" and tc.modality_dropout > 0.0
     model.train()
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)  # a no-op after the first epoch
+    step_loss = compiled_forward_loss() if tc.compile else forward_loss
+    lagged = device.type == "cuda"  # check finiteness one step late: no host sync inside the step
+    previous: Tensor | None = None
     # (total, main, aux) summed over steps; after a mid-epoch resume rank 0 starts from the stored global sums
     initial = progress.epoch_loss_sum if (start_step > 0 and info.is_main) else [0.0, 0.0, 0.0]
     loss_sum = torch.tensor(initial, dtype=torch.float64, device=device)
@@ -195,35 +237,35 @@ def train_one_epoch(
         inputs, labels = batch_to_device(batch, device, channels_last=device.type == "cuda")
         if drop_at_step:
             inputs = drop_modalities(inputs, tc.modality_dropout, (tc.seed, epoch, step))
-        with _autocast(device, use_amp):
-            output = model(inputs, labels)
-        main_loss = segmentation_loss(
-            output.logits, labels, kind=tc.loss, ignore_index=cfg.data.ignore_index, ohem_thresh=tc.ohem_thresh
-        )
-        aux = sum((v.float() for v in output.aux_losses.values()), torch.zeros((), device=device))
-        loss = main_loss + aux
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite loss {loss.item()} at epoch {epoch + 1}, step {step}; lower train.lr "
-                f"(now {tc.lr}) or enable train.grad_clip"
-            )
+        loss, main_loss, aux = step_loss(model, inputs, labels, cfg, use_amp)
+        if not lagged:  # on CPU reading the loss costs nothing: stop before a non-finite loss reaches the weights
+            _raise_if_not_finite(loss, cfg, epoch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optimizer.step()
+        detached = torch.stack([loss.detach(), main_loss.detach(), aux.detach()]).double()
+        loss_sum += detached
+        if lagged and previous is not None:
+            # on CUDA the previous step's loss is ready by now (this step's kernels are queued behind it): reading
+            # it does not drain the queue, unlike reading this step's loss
+            _raise_if_not_finite(previous, cfg, epoch, step - 1)
+        shown = previous if lagged else detached[0]
+        previous = detached[0]
         step += 1
         progress.global_step += 1
         progress.epoch_step = step
-        detached = torch.stack([loss.detach(), main_loss.detach(), aux.detach()]).double()
-        loss_sum += detached
         images += labels.shape[0] * info.world_size
         elapsed = max(time.perf_counter() - started, 1e-9)
-        if info.is_main:
+        if info.is_main and not bar.disable:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(detached[0]):.3f}", lr=f"{lr:.2e}", img_s=f"{images / elapsed:.1f}")
-        if on_step is not None:
+            if shown is not None:
+                bar.set_postfix(loss=f"{float(shown):.3f}", lr=f"{lr:.2e}", img_s=f"{images / elapsed:.1f}")
+        if on_step is not None:  # the callback's float is a host read: one sync per step when a callback is given
             on_step(step, progress.global_step, {"train_step_loss": float(detached[0]), "lr": lr})
+    if previous is not None:
+        _raise_if_not_finite(previous, cfg, epoch, step - 1)
     bar.close()
     all_reduce_sum(loss_sum, info)
     denom = max(1, step) * info.world_size

@@ -40,16 +40,21 @@ def ohem_cross_entropy(
     """
     if not 0.0 < thresh <= 1.0:
         raise ValueError(f"train.ohem_thresh must be in (0, 1], got {thresh}")
+    # Written without data-dependent shapes or host reads (no boolean indexing, no ``.item()``), so a CUDA step never
+    # waits on the host and ``torch.compile`` keeps it in one graph: every branch is computed and chosen by ``where``.
     pixel_loss = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="none").flatten()
     valid = labels.flatten() != ignore_index
-    valid_loss = pixel_loss[valid]
-    if valid_loss.numel() == 0:
-        return logits.sum() * 0.0
-    min_kept = max(1, int(valid_loss.numel() * min_kept_fraction))
-    hard = valid_loss[valid_loss > -math.log(thresh)]
-    if hard.numel() < min_kept:
-        hard = torch.topk(valid_loss, min_kept, sorted=False).values
-    return hard.mean()
+    n_valid = valid.sum()
+    min_kept = torch.clamp(torch.floor(n_valid * min_kept_fraction), min=1.0)
+    hard = valid & (pixel_loss > -math.log(thresh))
+    n_hard = hard.sum()
+    hard_mean = (pixel_loss * hard).sum() / n_hard.clamp(min=1)
+    # the ``min_kept`` hardest valid pixels: sort descending (ignored pixels last) and average the first ``min_kept``
+    ranked = torch.sort(torch.where(valid, pixel_loss, -1.0), descending=True).values
+    first = torch.arange(ranked.numel(), device=ranked.device) < min_kept
+    topk_mean = (ranked * first).sum() / min_kept
+    loss = torch.where(n_hard >= min_kept, hard_mean, topk_mean)
+    return torch.where(n_valid > 0, loss, loss * 0.0)
 
 
 def segmentation_loss(
@@ -62,10 +67,10 @@ def segmentation_loss(
 ) -> Tensor:
     """Main segmentation loss selected by ``train.loss`` (``ce`` or ``ohem``); computed in fp32."""
     if kind == "ce":
-        valid = labels != ignore_index
-        if not bool(valid.any()):
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index)
+        # sum / count instead of a host-side "any valid pixel?" check: 0 (with a gradient path) when none is
+        pixel_loss = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="none")
+        count = (labels != ignore_index).sum()
+        return pixel_loss.sum() / count.clamp(min=1)
     if kind == "ohem":
         return ohem_cross_entropy(logits, labels, thresh=ohem_thresh, ignore_index=ignore_index)
     raise ValueError(f"unknown train.loss {kind!r}; use 'ce' or 'ohem'")

@@ -50,3 +50,10 @@ def test_missing_optional_dependency_names_the_extra() -> None:
 def test_commands_of_the_core_run_without_the_extras() -> None:
     out = _run(["model", "list", "--json"], {"mlflow", "optuna", "great_expectations", "dvc", "kfp"})
     assert "EXIT 0" in out and "equiseg_tiny" in out, out
+
+
+def test_model_list_imports_no_torch() -> None:
+    """``equiseg model list`` reads the torch-free catalog: it must not pay seconds for torch and timm."""
+    out = _run(["model", "list"], set())
+    assert "EXIT 0" in out and "equiseg_b2" in out and "mean_fusion" in out, out
+    assert "LOADED []" in out, out

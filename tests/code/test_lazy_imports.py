@@ -1,0 +1,32 @@
+"""A KFP task or a command pays only for what it uses: the package inits of ``equiseg.steps`` and ``equiseg.models``
+load their heavy modules on first use (docs/training.md, "Speed")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("torch", "timm", "mlflow", "optuna", "great_expectations", "dvc")
+
+
+def _loaded_after(code: str) -> list[str]:
+    probe = f"import json, sys\n{code}\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300)
+    loaded: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_a_light_step_imports_no_other_steps_dependencies() -> None:
+    assert _loaded_after("from equiseg.steps import version_data, write_run_summary, run_dir_for") == []
+
+
+def test_model_names_need_no_torch_and_builders_still_load() -> None:
+    assert _loaded_after("from equiseg.models import list_models, model_family, VARIANTS; list_models()") == []
+    loaded = _loaded_after("from equiseg.models import create_model; create_model")
+    assert "torch" in loaded and "mlflow" not in loaded
+
+
+def test_every_public_step_name_resolves() -> None:
+    code = "import equiseg.steps as s\nfor n in s.__all__: getattr(s, n)"
+    assert "torch" in _loaded_after(code)
