@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from equiseg.config import EquisegConfig
-from equiseg.promotion.gate_report import markdown_to_html
+from equiseg.pages import markdown_to_html
 from equiseg.steps.alerts import alert_for_run
 from equiseg.steps.run_folder import REPORT_LABELS, index_path, read_facts, record_facts, run_dir_for, summary_paths
 

@@ -25,6 +25,7 @@ FLOORS: tuple[tuple[str, str, int], ...] = (
     ("equiseg.modalities", "ground", 0),
     ("equiseg.provenance", "ground", 0),
     ("equiseg.figures", "ground", 0),
+    ("equiseg.pages", "ground", 0),
     ("equiseg.models", "models", 10),
     ("equiseg.data", "data", 10),
     ("equiseg.robustness", "robustness", 11),
@@ -41,7 +42,9 @@ FLOORS: tuple[tuple[str, str, int], ...] = (
 FLOOR_OF_RANK = {0: "ground", 10: "core", 11: "core", 12: "core", 20: "adapters", 21: "adapters", 30: "application",
                  31: "application"}  # fmt: skip
 #: Third-party packages ground and core may import (top-level import names).
-CORE_THIRD_PARTY = frozenset({"torch", "torchvision", "timm", "numpy", "pyarrow", "PIL", "yaml", "tqdm", "matplotlib"})
+CORE_THIRD_PARTY = frozenset(
+    {"torch", "torchvision", "timm", "numpy", "pyarrow", "PIL", "yaml", "tqdm", "matplotlib", "markdown_it"}
+)
 STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 OUTER = frozenset({"components", "pipelines"})  # the floors above the library: equiseg never imports them
 TOOL_DIRECTIVES = ("noqa", "type:", "fmt:", "pragma:")
