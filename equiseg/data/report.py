@@ -11,12 +11,15 @@ import html
 import io
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from equiseg.data.io import DEFAULT_MAX_PIXELS
 
 __all__ = ["bar_chart_svg", "offline_data_docs", "thumbnail_html", "write_report"]
 
@@ -69,14 +72,18 @@ def offline_data_docs(docs_dir: Path) -> int:
     return pages
 
 
-def thumbnail_html(path: Path, size: int = 64) -> str:
+def thumbnail_html(path: Path, size: int = 64, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
     """An ``<img>`` with a PNG data URI of the image at ``path`` (at most ``size`` px), or a note why there is none.
 
     A quarantined sample is often exactly an unreadable file, so a failure to decode is shown as text, never as a
     broken image.
     """
+    name = _e(Path(path).name)
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings(), Image.open(path) as img:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if img.width * img.height > max_pixels:  # refused before decoding, as the readers refuse it
+                return f'<span class="bad">{name}: {img.width}x{img.height} px, too large to preview</span>'
             img.load()
             if img.mode.startswith(("I", "F")):  # 16-bit depth: stretch to 8 bits for the eye
                 values = np.asarray(img, dtype=np.float64)
@@ -87,10 +94,10 @@ def thumbnail_html(path: Path, size: int = 64) -> str:
             frame.thumbnail((size, size))
             buffer = io.BytesIO()
             frame.save(buffer, format="PNG")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        return f'<span class="bad">{_e(Path(path).name)}: cannot be read ({_e(type(exc).__name__)})</span>'
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+        return f'<span class="bad">{name}: cannot be read ({_e(type(exc).__name__)})</span>'
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="{_e(Path(path).name)}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{name}" src="data:image/png;base64,{data}">'
 
 
 def _e(value: Any) -> str:

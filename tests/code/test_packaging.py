@@ -20,9 +20,8 @@ import pytest
 EXTRAS_ONLY = ("mlflow", "mlflow-skinny", "kfp", "kfp-kubernetes", "great-expectations", "dvc", "optuna",
                "psycopg2-binary")  # fmt: skip
 EXTRA_MODULES = ("mlflow", "kfp", "great_expectations", "dvc", "optuna", "psycopg2")
-CORE = {
-    "torch", "torchvision", "timm", "numpy", "pyarrow", "pillow", "pyyaml", "click", "tqdm", "matplotlib", "markdown-it-py"
-}  # fmt: skip
+CORE = {"torch", "torchvision", "timm", "numpy", "pyarrow", "pillow", "pyyaml", "click", "tqdm", "matplotlib",
+        "markdown-it-py"}  # fmt: skip
 SOURCES = ("pyproject.toml", "README.md", "equiseg", "components", "pipelines")
 
 TRAIN_ONE_STEP = f"""
