@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from equiseg.cli.common import config_options, resolve_config
+from equiseg.cli.common import config_options, emit, json_option, resolve_config
 
 
 @click.group("pipeline")
@@ -27,8 +27,14 @@ def group() -> None:
     default=None,
     help="Pipeline run id, the run folder's name (default: <profile>-<UTC timestamp>).",
 )
+@json_option
 def run_cmd(
-    profile: str, overrides: tuple[str, ...], source: str, ingest_root: str, pipeline_run_id: str | None
+    profile: str,
+    overrides: tuple[str, ...],
+    source: str,
+    ingest_root: str,
+    pipeline_run_id: str | None,
+    as_json: bool,
 ) -> None:
     """Run the whole pipeline on this machine: data, validation, DVC, tuning, training, robustness, gate, registry.
 
@@ -44,7 +50,8 @@ def run_cmd(
         )
     except (RuntimeError, FileExistsError) as exc:  # a failed step, a busy pipeline or a reused run id
         raise click.ClickException(str(exc)) from exc
-    click.echo(format_run(result.summary, result.run_dir, cfg.tracking.uri))
+    summary = {**result.summary, "run_dir": str(result.run_dir)}
+    emit(as_json, summary, format_run(result.summary, result.run_dir, cfg.tracking.uri))
 
 
 def format_run(summary: dict[str, object], run_dir: Path, tracking_uri: str) -> str:
@@ -77,7 +84,10 @@ def format_run(summary: dict[str, object], run_dir: Path, tracking_uri: str) -> 
 )
 @click.option("--image", default=None, help="Container image for every step (default: pipeline.image of the profile).")
 @config_options(default_profile="cluster")
-def compile_cmd(out: Path, target: str, image: str | None, profile: str, overrides: tuple[str, ...]) -> None:
+@json_option
+def compile_cmd(
+    out: Path, target: str, image: str | None, profile: str, overrides: tuple[str, ...], as_json: bool
+) -> None:
     """Compile the pipeline to KFP v2 YAML for upload to a Kubeflow cluster."""
     import os
 
@@ -86,7 +96,7 @@ def compile_cmd(out: Path, target: str, image: str | None, profile: str, overrid
     from pipelines.cluster import compile_pipeline
 
     path = compile_pipeline(out, target=target, profile=profile, overrides=list(overrides))
-    click.echo(f"compiled {target} pipeline to {path}")
+    emit(as_json, {"target": target, "package": str(path)}, f"compiled {target} pipeline to {path}")
 
 
 @group.command("submit")
@@ -99,11 +109,13 @@ def compile_cmd(out: Path, target: str, image: str | None, profile: str, overrid
     help="Compiled pipeline (equiseg pipeline compile).",
 )
 @click.option("--run-name", default=None)
-def submit_cmd(host: str, package: Path, run_name: str | None) -> None:
+@json_option
+def submit_cmd(host: str, package: Path, run_name: str | None, as_json: bool) -> None:
     """Submit one run of a compiled pipeline. Auth: a bearer token in $KFP_TOKEN if the endpoint needs one."""
     from pipelines.cluster import submit
 
-    click.echo(f"submitted run {submit(host, package, run_name=run_name)}")
+    run_id = submit(host, package, run_name=run_name)
+    emit(as_json, {"kfp_run_id": run_id}, f"submitted run {run_id}")
 
 
 @group.command("schedule")
@@ -121,8 +133,10 @@ def submit_cmd(host: str, package: Path, run_name: str | None) -> None:
     help="Six-field cron, seconds first (KFP); the default is 03:00 every day.",
 )
 @click.option("--job-name", default="equiseg-nightly-retrain", show_default=True)
-def schedule_cmd(host: str, package: Path, cron: str, job_name: str) -> None:
+@json_option
+def schedule_cmd(host: str, package: Path, cron: str, job_name: str, as_json: bool) -> None:
     """Create a recurring run: no catch-up of missed runs, at most one run at a time."""
     from pipelines.cluster import schedule
 
-    click.echo(f"scheduled recurring run {schedule(host, package, cron=cron, job_name=job_name)}")
+    job_id = schedule(host, package, cron=cron, job_name=job_name)
+    emit(as_json, {"kfp_recurring_run_id": job_id}, f"scheduled recurring run {job_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,10 @@ def test_cli_compile_and_bad_schedule(tmp_path: Path) -> None:
     )
     assert result.exit_code != 0
     assert "six fields" in result.output  # one Error: line, no traceback
+
+
+def test_cli_compile_prints_json_for_scripts(tmp_path: Path) -> None:
+    out = tmp_path / "retrain.yaml"
+    result = CliRunner().invoke(cli, ["pipeline", "compile", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"target": "cluster", "package": str(out)}
