@@ -131,9 +131,18 @@ def test_random_damage_never_crashes_and_is_quarantined(fmt: str, realdata_dir: 
 def test_random_damage_many_examples(fmt: str, realdata_dir: Path) -> None:
     files = _pristine(fmt, realdata_dir)[0].files
 
-    @settings(max_examples=150, **_COMMON)
+    @settings(max_examples=150, derandomize=True, **_COMMON)  # the same examples every run: CI stays reproducible
     @given(plan=damage_plans(fmt, files))
     def run(plan: list[tuple[str, str, str, int]]) -> None:
         _check_intake(fmt, realdata_dir, plan)
 
     run()
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known bug found by the random suite: a PST900 label recoloured with a shifted palette decodes to other "
+    "class ids instead of being quarantined as label_not_in_palette",
+)
+def test_a_recoloured_palette_label_is_quarantined(realdata_dir: Path) -> None:
+    _check_intake("pst900", realdata_dir, [("test/31_bag1a_rect_rgb_frame0000000000", "label", "colour_map", 255)])
