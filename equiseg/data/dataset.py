@@ -43,6 +43,8 @@ class MultimodalDataset(Dataset[dict[str, Any]]):
             ("missing") and ignore labels when the image is smaller. None keeps the native size.
         modality_dropout: probability of zeroing each modality (never all of them) per sample.
         seed: base seed of every random draw.
+        num_classes: when given, a label id outside ``0..num_classes-1`` (other than the ignore index) raises a
+            ValueError that names the sample and the fix, instead of an out-of-bounds error deep in the loss.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class MultimodalDataset(Dataset[dict[str, Any]]):
         crop_size: int | None = None,
         modality_dropout: float = 0.0,
         seed: int = 0,
+        num_classes: int | None = None,
     ) -> None:
         table = read_manifest(manifest)
         available = manifest_modalities(table)
@@ -81,6 +84,7 @@ class MultimodalDataset(Dataset[dict[str, Any]]):
         self.crop_size = crop_size
         self.modality_dropout = modality_dropout
         self.seed = seed
+        self.num_classes = num_classes
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -111,7 +115,16 @@ class MultimodalDataset(Dataset[dict[str, Any]]):
             if ids is None:
                 raise ValueError(f"sample {row['sample_id']}: label colours are not the {row['source']} palette")
             array, encoding = ids, "identity"
-        return torch.from_numpy(apply_label_encoding(array[:, :, 0], encoding, IGNORE_INDEX))
+        ids = apply_label_encoding(array[:, :, 0], encoding, IGNORE_INDEX)
+        if self.num_classes is not None:
+            known = ids[ids != IGNORE_INDEX]
+            if known.size and int(known.max()) >= self.num_classes:
+                raise ValueError(
+                    f"sample {row['sample_id']}: label id {int(known.max())} but data.num_classes="
+                    f"{self.num_classes}; set data.num_classes to the dataset's class count (at least "
+                    f"{int(known.max()) + 1})"
+                )
+        return torch.from_numpy(ids)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows[index]

@@ -33,6 +33,7 @@ def split_dataset(cfg: EquisegConfig, manifest: Path, data_root: Path, split: st
         crop_size=cfg.data.image_size if training else None,
         modality_dropout=cfg.train.modality_dropout if training and resolve_dropout_mode(cfg) == "zero" else 0.0,
         seed=cfg.train.seed,
+        num_classes=cfg.data.num_classes,
     )
 
 

@@ -146,3 +146,14 @@ def test_loader_with_worker_processes(synthetic_source: Path) -> None:
     )
     batches = list(loader)
     assert len(batches) == 1 and batches[0]["inputs"]["depth"].shape == (3, 1, 32, 32)
+
+
+def test_a_class_count_below_the_labels_names_the_sample_and_the_fix(synthetic_source: Path) -> None:
+    """``data.num_classes`` smaller than the labels' ids fails on the first such sample, not deep in the loss."""
+    dataset = _dataset(synthetic_source, num_classes=2)
+    with pytest.raises(ValueError, match=r"label id \d+ but data.num_classes=2; set data.num_classes") as err:
+        for i in range(len(dataset)):
+            dataset[i]
+    assert "sample " in str(err.value)
+    wide = _dataset(synthetic_source, num_classes=8)
+    assert all(int(wide[i]["label"][wide[i]["label"] != 255].max()) < 8 for i in range(len(wide)))

@@ -40,6 +40,7 @@ CASES: list[tuple[str, str, str, int, str]] = [
     ("pst900", "rgb", "bomb", 0, "too_large"),
     ("pst900", "label", "add_alpha", 0, "label_mode_mismatch"),
     ("pst900", "label", "label_off_palette", 0, "label_not_in_palette"),
+    ("pst900", "label", "colour_map", 0, "label_not_in_palette"),
     ("pst900", "depth", "to_8bit", 0, "bit_depth_mismatch"),
     ("pst900", "thermal", "colour_map", 3, "channels_not_replicated"),
     ("pst900", "rgb", "as_jpeg", 0, "format_mismatch"),
