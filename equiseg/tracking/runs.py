@@ -42,6 +42,7 @@ from equiseg.tracking.models import (
     load_model,
     pinned_requirements,
 )
+from equiseg.tracking.pending import flush_pending_ends, record_pending_end
 from equiseg.tracking.store import TrackingError, configure_store, resolve_artifact_location, resolve_tracking_uri
 from equiseg.training.checkpoint import load_checkpoint
 
@@ -163,6 +164,8 @@ class Tracker:
         if reuse_active and active is not None:
             yield active.info.run_id
             return
+        with contextlib.suppress(Exception):  # ends an earlier outage left pending (equiseg.tracking.pending)
+            flush_pending_ends(self.uri, lambda run_id, status, end: self.client.set_terminated(run_id, status, end))
         system_metrics = self.cfg.log_system_metrics and not (nested or parent_run_id)
         run = self._call(
             "starting a run",
@@ -190,16 +193,16 @@ class Tracker:
         """End the run with ``status``, retrying through a tracking outage (a run must not stay RUNNING).
 
         The terminal status is written with the client and the retries of ``tracking.retries``; only then is the
-        run popped from MLflow's active-run stack. If the store stays unreachable, the error says which run to
-        mark by hand.
+        run popped from MLflow's active-run stack. If the store stays unreachable, the end is recorded on disk and
+        written when the next run on this tracking URI starts (:mod:`equiseg.tracking.pending`).
         """
         try:
             self._call("ending the run", self.client.set_terminated, run_id, status)
         except TrackingError as exc:
+            ledger = record_pending_end(self.uri, run_id, status)
             logger.error(
-                "MLflow run %s could not be marked %s and stays RUNNING (%s); once the server is back run "
-                "`python -c \"import mlflow; mlflow.MlflowClient('%s').set_terminated('%s', '%s')\"`",
-                run_id, status, exc, self.uri, run_id, status,
+                "MLflow run %s could not be marked %s (%s); the end is kept in %s and written when the next run "
+                "on %s starts", run_id, status, exc, ledger, self.uri,
             )  # fmt: skip
         with contextlib.suppress(Exception):
             mlflow.end_run(status)

@@ -72,3 +72,27 @@ def test_a_run_that_fails_during_an_outage_is_marked_failed_when_the_server_retu
     finally:
         for proc in restarted:
             _stop(proc)
+
+
+def test_a_run_that_fails_past_the_retry_budget_is_marked_failed_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("EQUISEG_STATE_DIR", str(tmp_path / "state"))
+    port = _free_port()
+    server = _start(tmp_path, port)
+    uri = f"http://127.0.0.1:{port}"
+    cfg = TrackingConfig(uri=uri, artifact_location="", retries=1, backoff_s=0.2, log_system_metrics=False)
+    try:
+        with pytest.raises(RuntimeError, match="training crashed"), Tracker(cfg).start_run(run_name="lost") as run_id:
+            _stop(server)  # down for longer than tracking.retries covers
+            raise RuntimeError("training crashed")
+        assert (tmp_path / "state" / "pending-run-ends.json").exists()
+        server = _start(tmp_path, port)
+        assert MlflowClient(uri).get_run(run_id).info.status == "RUNNING"  # nobody could tell the server yet
+        with Tracker(cfg).start_run(run_name="next"):
+            pass
+        assert MlflowClient(uri).get_run(run_id).info.status == "FAILED"
+        assert run_id not in (tmp_path / "state" / "pending-run-ends.json").read_text()
+    finally:
+        _stop(server)
