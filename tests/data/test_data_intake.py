@@ -7,8 +7,10 @@ rows in = validated + quarantined, where "in" counts every sample found on disk.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +206,30 @@ def test_probing_in_worker_processes_gives_the_same_manifest(frames: Frames, tmp
     two = ingest("pst900", tree.root, tmp_path / "two", progress=False, workers=2).manifest
     assert read_manifest(one).equals(read_manifest(two))
     assert read_manifest(two).column("ingest_codes").to_pylist().count(["empty_file"]) == 1
+
+
+def test_an_unreadable_file_is_quarantined_as_unreadable(frames: Frames, tmp_path: Path) -> None:
+    """A file the ingesting user may not read (permissions) is a quarantined row, never a crash."""
+    work = Path(tempfile.mkdtemp(prefix="equiseg-perm-"))  # outside pytest's root-only tmp folder
+    try:
+        tree = BUILDERS["pst900"](work / "pst", frames, n=3)  # type: ignore[call-arg]
+        ingest("pst900", tree.root, work / "warm", progress=False)  # loads every lazily imported module first
+        for path in [work, *work.rglob("*")]:
+            path.chmod(0o777 if path.is_dir() else 0o644)
+        sample_id = next(iter(tree.files))
+        (tree.root / tree.files[sample_id]["thermal"]).chmod(0o000)
+        if os.geteuid() == 0:  # root reads any file: ingest as an unprivileged user for this call only
+            os.setegid(65534)
+            os.seteuid(65534)
+        try:
+            result = ingest("pst900", tree.root, work / "manifest", progress=False)
+        finally:
+            if os.getuid() == 0:
+                os.seteuid(0)
+                os.setegid(0)
+        rows = {r["sample_id"]: r for r in read_manifest(result.manifest).to_pylist()}
+        assert result.samples_found == len(tree.files) == len(rows)
+        assert rows[sample_id]["ingest_codes"] == ["unreadable"], rows[sample_id]
+        assert all(not r["ingest_codes"] for sid, r in rows.items() if sid != sample_id)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
