@@ -1,6 +1,7 @@
 # equiseg: two commands on a fresh machine.
 #   make run   - set up .venv and run the main job (the retraining pipeline, locally, smoke profile)
 #   make test  - set up .venv, lint, and run the test suite
+#   make images - Docker engine (installed/started if missing) + the CPU, GPU and MLflow images (`--runner docker`)
 # Every install passes -c constraints.txt; the dev venv gets every extra ([all,dev]).
 # A stamp keyed on pyproject.toml + constraints.txt avoids reinstalls.
 
@@ -9,13 +10,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.equiseg-installed
 PROFILE ?= smoke
+MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: help setup browser run test test-slow test-postgres lint typecheck bench clean
+.PHONY: help setup browser images mlflow-server run test test-slow test-postgres lint typecheck bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -47,7 +49,13 @@ test: setup lint ## lint, then the default test suite (not slow)
 browser: ## Debian's chromium, which the report tests open the reports in (apt-get; needs root)
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test-slow: setup browser ## the slow tests only (CI runs these too)
+images: setup ## Docker engine (apt + dockerd if missing), local base if no registry, CPU/GPU/MLflow images
+	$(BIN)/python -m pipelines.containers images
+
+mlflow-server: setup ## run the MLflow image on PostgreSQL (127.0.0.1:5432) with proxied artifacts, port MLFLOW_PORT
+	$(BIN)/python -m pipelines.containers mlflow-server --port $(MLFLOW_PORT)
+
+test-slow: setup browser images ## the slow tests only (CI runs these too; the Docker pipeline test needs the images)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 bench: setup ## run the benchmarks in bench/ (prints ratios against a baseline measured in the same run)

@@ -27,6 +27,21 @@ def group() -> None:
     default=None,
     help="Pipeline run id, the run folder's name (default: <profile>-<UTC timestamp>).",
 )
+@click.option(
+    "--runner",
+    type=click.Choice(["subprocess", "docker"]),
+    default="subprocess",
+    show_default=True,
+    help="subprocess: steps in this venv; docker: steps in the images `make images` built, against the MLflow image "
+    "on PostgreSQL (docs/pipeline.md).",
+)
+@click.option(
+    "--postgres",
+    default=None,
+    help="--runner docker: PostgreSQL server for MLflow, Optuna and the promotion lock "
+    "(default postgresql+psycopg2://postgres@127.0.0.1:5432).",
+)
+@click.option("--mlflow-port", type=int, default=5000, show_default=True, help="--runner docker: MLflow server port.")
 @json_option
 def run_cmd(
     profile: str,
@@ -34,6 +49,9 @@ def run_cmd(
     source: str,
     ingest_root: str,
     pipeline_run_id: str | None,
+    runner: str,
+    postgres: str | None,
+    mlflow_port: int,
     as_json: bool,
 ) -> None:
     """Run the whole pipeline on this machine: data, validation, DVC, tuning, training, robustness, gate, registry.
@@ -41,17 +59,24 @@ def run_cmd(
     Prints where the data report, robustness report, gate verdict and model card are, and how to open MLflow.
     Exits 1 if a step failed (the run summary says which); a gate that blocks promotion is not a failure.
     """
-    from pipelines.local import run_local
+    from pipelines.local import DockerSettings, run_local
 
-    cfg = resolve_config(profile, overrides)
+    resolve_config(profile, overrides)  # a bad profile or override fails here, before any container starts
+    settings = DockerSettings(mlflow_port=mlflow_port, **({"postgres": postgres} if postgres else {}))
     try:
         result = run_local(
-            profile, overrides, data_source=source, ingest_root=ingest_root, pipeline_run_id=pipeline_run_id
+            profile,
+            overrides,
+            data_source=source,
+            ingest_root=ingest_root,
+            pipeline_run_id=pipeline_run_id,
+            runner="docker" if runner == "docker" else "subprocess",
+            docker=settings,
         )
-    except (RuntimeError, FileExistsError) as exc:  # a failed step, a busy pipeline or a reused run id
+    except (RuntimeError, FileExistsError) as exc:  # a failed step, a busy pipeline, a reused run id, no Docker
         raise click.ClickException(str(exc)) from exc
     summary = {**result.summary, "run_dir": str(result.run_dir)}
-    emit(as_json, summary, format_run(result.summary, result.run_dir, cfg.tracking.uri))
+    emit(as_json, summary, format_run(result.summary, result.run_dir, result.tracking_uri))
 
 
 def format_run(summary: dict[str, object], run_dir: Path, tracking_uri: str) -> str:
@@ -69,7 +94,12 @@ def format_run(summary: dict[str, object], run_dir: Path, tracking_uri: str) -> 
     ]
     for name, path in reports.items():
         lines.append(f"  {name:<16}: {path}")
-    lines.append(f"  MLflow UI       : mlflow ui --backend-store-uri {tracking_uri}")
+    ui = (
+        tracking_uri
+        if tracking_uri.startswith(("http://", "https://"))
+        else f"mlflow ui --backend-store-uri {tracking_uri}"
+    )
+    lines.append(f"  MLflow UI       : {ui}")
     return "\n".join(lines)
 
 

@@ -1,8 +1,14 @@
 """Run the retraining pipeline on this machine with `kfp.local` (the main job of `make run`).
 
-Tasks run through ``kfp.local.SubprocessRunner(use_venv=False)``: in the project venv, one subprocess per step,
-with the same working directory, so the embedded defaults apply (sqlite MLflow under ``runs/``, the local DVC
-remote, sqlite Optuna storage in the run folder).
+Two runners (docs/pipeline.md, "Running locally"):
+
+- ``subprocess`` (the default): ``kfp.local.SubprocessRunner(use_venv=False)``, one subprocess per step in the
+  project venv with the same working directory, so the embedded defaults apply (sqlite MLflow under ``runs/``, the
+  local DVC remote, sqlite Optuna storage in the run folder).
+- ``docker``: ``kfp.local.DockerRunner``, each step in the image `make images` built, as a non-root user, with host
+  networking. Like on a cluster, a step sees only its KFP inputs and outputs (the pipeline root), one shared data
+  volume (``<output_dir>/.docker``: data root, DVC project and remote, as the data PVC) and services: the MLflow
+  image serving on PostgreSQL with proxied artifacts, Optuna and the promotion lock on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -10,20 +16,26 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 from kfp import local
 
 from equiseg.config import EquisegConfig, load_config
+from equiseg.provenance import git_commit
 from equiseg.steps import read_run_summary, run_dir_for
 from equiseg.steps.run_folder import exclusive_pipeline_run, new_pipeline_run_id
+from pipelines import containers
 from pipelines.retrain import build_retrain_pipeline
 
-__all__ = ["LocalRun", "new_pipeline_run_id", "run_local"]
+__all__ = ["DockerSettings", "LocalRun", "new_pipeline_run_id", "run_local"]
+
+Runner = Literal["subprocess", "docker"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +48,78 @@ class LocalRun:
     run_dir: Path
     wall_seconds: float
     summary: dict[str, object]
+    tracking_uri: str  # where the run's MLflow runs and registry are
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """Services of a ``--runner docker`` run: the PostgreSQL server and the MLflow server container on it."""
+
+    postgres: str = field(default_factory=lambda: containers.DEFAULT_POSTGRES)  # server URL, no database
+    mlflow_database: str = "equiseg_mlflow"  # MLflow's backend store; the promotion lock is an advisory lock in it
+    optuna_database: str = "equiseg_optuna"  # Optuna's tables (a database of its own: both use alembic_version)
+    mlflow_port: int = 5000
+    mlflow_container: str = "equiseg-mlflow"  # reused across runs (the registry lives on); `make mlflow-server`
+
+
+@dataclass(frozen=True)
+class _DockerPlatform:
+    """What :func:`run_local` hands the Docker runner: config overrides, task environment, the volume, the server."""
+
+    overrides: tuple[str, ...]
+    environment: dict[str, str]
+    volume: Path
+    tracking_uri: str
+
+    def runner(self) -> local.DockerRunner:
+        from docker.types import Mount
+
+        return local.DockerRunner(
+            network_mode="host",
+            user=containers.container_user(),
+            mounts=[Mount(str(self.volume), str(self.volume), type="bind")],
+            environment=self.environment,
+        )
+
+
+def _docker_platform(cfg: EquisegConfig, settings: DockerSettings) -> _DockerPlatform:
+    """Check the engine and the image, prepare the data volume, the databases and the MLflow server.
+
+    Raises:
+        containers.DockerError: no engine, no (current) image, PostgreSQL or the MLflow server down.
+    """
+    client = containers.docker_client()
+    try:
+        containers.check_project_image(client, cfg.pipeline.image)
+        volume = containers.give_to_containers(Path(cfg.pipeline.output_dir).resolve() / ".docker")
+        server = containers.start_mlflow_server(
+            client,
+            backend_store=containers.ensure_database(settings.postgres, settings.mlflow_database),
+            artifacts=volume / "mlflow-artifacts",
+            port=settings.mlflow_port,
+            name=settings.mlflow_container,
+        )
+    finally:
+        client.close()
+    optuna = containers.ensure_database(settings.postgres, settings.optuna_database)
+    return _DockerPlatform(
+        overrides=(
+            f"tracking.uri={server.url}",
+            "tracking.artifact_location=",  # the server proxies artifacts (--serve-artifacts)
+            f"data.root={volume / 'data'}",
+            f"data.dvc_remote={volume / 'dvc-remote'}",
+        ),
+        environment={
+            "EQUISEG_GATE_LOCK_URI": server.backend_store,
+            "EQUISEG_OPTUNA_STORAGE": optuna,
+            "EQUISEG_GIT_COMMIT": git_commit(mark_dirty=True),
+            "EQUISEG_STATE_DIR": "/tmp/equiseg-state",
+            "HOME": "/tmp",  # the launcher's uid may not own the image's home
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)),
+        },
+        volume=volume,
+        tracking_uri=server.url,
+    )
 
 
 def run_local(
@@ -45,14 +129,24 @@ def run_local(
     data_source: str = "",
     ingest_root: str = "",
     pipeline_run_id: str | None = None,
+    runner: Runner = "subprocess",
+    docker: DockerSettings | None = None,
 ) -> LocalRun:
     """Run the whole pipeline locally and return where its outputs are.
+
+    ``runner="docker"`` runs every step in the project image (:mod:`pipelines.containers`); its services and data
+    volume come from ``docker`` (default :class:`DockerSettings`) and their overrides follow ``overrides``.
 
     Raises:
         PipelineBusyError: another local run holds the output folder or the data root (nothing is written).
         FileExistsError: ``pipeline_run_id`` already has a run folder.
         RuntimeError: a step failed; the run summary (written by the exit handler) says which and why.
+        containers.DockerError: ``runner="docker"`` and the engine, the image or a service is not there.
     """
+    platform: _DockerPlatform | None = None
+    if runner == "docker":
+        platform = _docker_platform(load_config(profile, overrides), docker or DockerSettings())
+        overrides = [*overrides, *platform.overrides]
     cfg = load_config(profile, overrides)
     pipeline_run_id = pipeline_run_id or new_pipeline_run_id(profile)
     run_dir = run_dir_for(cfg, pipeline_run_id)
@@ -63,7 +157,7 @@ def run_local(
                 "omit --run-id for a fresh id"
             )
         run_dir.mkdir(parents=True)
-        return _run_locked(cfg, profile, overrides, run_dir, pipeline_run_id, data_source, ingest_root)
+        return _run_locked(cfg, profile, overrides, run_dir, pipeline_run_id, data_source, ingest_root, platform)
 
 
 def _run_locked(
@@ -74,10 +168,15 @@ def _run_locked(
     pipeline_run_id: str,
     data_source: str,
     ingest_root: str,
+    platform: _DockerPlatform | None,
 ) -> LocalRun:
     """The body of :func:`run_local`, under the pipeline locks."""
+    task_runner: Any = local.SubprocessRunner(use_venv=False)
+    if platform is not None:
+        task_runner = platform.runner()
+        containers.give_to_containers(run_dir / "kfp")  # the only host folder of this run a task may write
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=task_runner,
         pipeline_root=str(run_dir / "kfp"),
         raise_on_error=True,
         enable_caching=cfg.pipeline.enable_caching,
@@ -107,4 +206,10 @@ def _run_locked(
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if error is not None:
         raise RuntimeError(f"pipeline run {pipeline_run_id} failed; see {run_dir / 'summary.md'}: {error}") from error
-    return LocalRun(pipeline_run_id=pipeline_run_id, run_dir=run_dir, wall_seconds=wall, summary=summary)
+    return LocalRun(
+        pipeline_run_id=pipeline_run_id,
+        run_dir=run_dir,
+        wall_seconds=wall,
+        summary=summary,
+        tracking_uri=cfg.tracking.uri,
+    )
