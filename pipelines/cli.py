@@ -38,8 +38,8 @@ def group() -> None:
 @click.option(
     "--postgres",
     default=None,
-    help="--runner docker: PostgreSQL server for MLflow, Optuna and the promotion lock "
-    "(default postgresql+psycopg2://postgres@127.0.0.1:5432).",
+    help="--runner docker: PostgreSQL database of MLflow and the promotion lock; Optuna uses <database>_optuna "
+    "(default postgresql+psycopg2://postgres@127.0.0.1:5432/equiseg).",
 )
 @click.option("--mlflow-port", type=int, default=5000, show_default=True, help="--runner docker: MLflow server port.")
 @json_option

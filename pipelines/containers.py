@@ -312,9 +312,14 @@ def _build(
 
 def _python_in(client: Any, image: str, code: str) -> tuple[int, str]:
     """Run ``python -c code`` in ``image`` (no network, the image's user); (exit code, output)."""
-    container = client.containers.run(
-        image, entrypoint=["python", "-c", code], network_mode="none", detach=True, stdout=True, stderr=True
-    )
+    import docker
+
+    try:
+        container = client.containers.run(
+            image, entrypoint=["python", "-c", code], network_mode="none", detach=True, stdout=True, stderr=True
+        )
+    except docker.errors.APIError as exc:  # e.g. no python in the image
+        return 127, str(exc.explanation or exc)
     try:
         code_ = int(container.wait(timeout=300)["StatusCode"])
         return code_, container.logs().decode(errors="replace").strip()
@@ -347,12 +352,17 @@ def check_project_image(client: Any, image: str, *, repo: Path = REPO) -> None:
 
 
 def build_images(
-    *, log: Callable[[str], None] = print, log_dir: Path | None = None, images: Iterable[str] = ("cpu", "gpu", "mlflow")
+    *,
+    log: Callable[[str], None] = print,
+    log_dir: Path | None = None,
+    images: Iterable[str] = ("cpu", "gpu", "mlflow"),
+    base: str | None = None,
 ) -> list[BuiltImage]:
     """`make images`: engine, base, then the CPU, GPU and MLflow images, each checked after its build.
 
     Where the CPU-only torch index is unreachable the CPU image gets PyPI's torch (the CUDA build) and says so;
-    the GPU image is then finished from the CPU image (``GPU_FROM``) and shares all its layers.
+    the GPU image is then finished from the CPU image (``GPU_FROM``) and shares all its layers. ``base`` replaces
+    the base image (default: :func:`ensure_base`), e.g. a mirrored ``python:3.11-slim``.
 
     Raises:
         DockerError: no engine, a failed build, or an image that fails its check (no project, no CUDA torch).
@@ -364,7 +374,7 @@ def build_images(
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="equiseg-images-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     cfg = PipelineConfig()
-    base = ensure_base(client, log=log)
+    base = base or ensure_base(client, log=log)
     cert = pip_cert()
     torch_index = TORCH_CPU_INDEX
     if wanted & {"cpu", "gpu"} and not _reachable(f"{TORCH_CPU_INDEX}/", cert):
@@ -417,7 +427,8 @@ def build_images(
 
 #: The images' user (infra/docker: uid/gid 10001); tasks run as it when the launcher is root.
 IMAGE_UID = 10001
-DEFAULT_POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+#: MLflow's backend store (and the promotion lock's database); Optuna gets ``<database>_optuna`` on the same server.
+DEFAULT_POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/equiseg"
 
 
 def container_user() -> str:
@@ -435,34 +446,44 @@ def give_to_containers(path: Path) -> Path:
     return path
 
 
-def ensure_database(server: str, name: str) -> str:
-    """Create the database ``name`` on the PostgreSQL ``server`` unless it exists; return its SQLAlchemy URL.
+def ensure_database(url: str) -> str:
+    """Create the database of the PostgreSQL SQLAlchemy ``url`` unless it exists; return ``url``.
 
     Raises:
-        DockerError: the server does not answer.
+        DockerError: the server does not answer, or ``url`` names no database.
     """
     import psycopg2
     from sqlalchemy.engine import make_url
 
-    url = make_url(server)
+    parsed = make_url(url)
+    if not parsed.database:
+        raise DockerError(f"{url} names no database: end it with /<database>, e.g. {DEFAULT_POSTGRES}")
     try:
         admin = psycopg2.connect(
-            host=url.host, port=url.port or 5432, user=url.username, password=url.password, dbname="postgres",
-            connect_timeout=10,
+            host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
+            dbname="postgres", connect_timeout=10,
         )  # fmt: skip
     except psycopg2.OperationalError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise DockerError(f"PostgreSQL at {url.host}:{url.port or 5432} does not answer ({first}): start it, or pass "
-                          "--postgres with a server that does") from exc  # fmt: skip
+        raise DockerError(f"PostgreSQL at {parsed.host}:{parsed.port or 5432} does not answer ({first}): start it, "
+                          "or pass --postgres with a server that does") from exc  # fmt: skip
     admin.autocommit = True
     try:
         with admin.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,))
             if cur.fetchone() is None:
-                cur.execute(f'CREATE DATABASE "{name}"')
+                cur.execute(f'CREATE DATABASE "{parsed.database}"')
     finally:
         admin.close()
-    return str(url.set(database=name).render_as_string(hide_password=False))
+    return url
+
+
+def sibling_database(url: str, suffix: str) -> str:
+    """``url`` with its database renamed ``<database><suffix>`` (Optuna's own database next to MLflow's)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return str(parsed.set(database=f"{parsed.database}{suffix}").render_as_string(hide_password=False))
 
 
 @dataclass(frozen=True)
@@ -482,9 +503,7 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def start_mlflow_server(
-    client: Any, *, backend_store: str, artifacts: Path, port: int, name: str = "equiseg-mlflow"
-) -> MlflowServer:
+def start_mlflow_server(client: Any, *, backend_store: str, artifacts: Path, port: int, name: str) -> MlflowServer:
     """Serve :data:`MLFLOW_IMAGE` on ``127.0.0.1:port`` (host network) over ``backend_store``, proxying artifacts to
     ``artifacts`` (``--serve-artifacts``); a running container of that name and command is reused.
 
@@ -544,8 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     images.add_argument("--log-dir", type=Path, default=REPO / "runs" / "images", help="one build log per image")
     server = sub.add_parser("mlflow-server", help="serve the MLflow image on PostgreSQL with proxied artifacts")
     server.add_argument("--port", type=int, default=5000)
-    server.add_argument("--postgres", default=DEFAULT_POSTGRES, help="PostgreSQL server (SQLAlchemy URL, no database)")
-    server.add_argument("--database", default="equiseg_mlflow")
+    server.add_argument("--postgres", default=DEFAULT_POSTGRES, help="the backend store (SQLAlchemy URL)")
     server.add_argument("--artifacts", type=Path, default=Path("runs/.docker/mlflow-artifacts"))
     args = parser.parse_args(argv)
     try:
@@ -556,9 +574,10 @@ def main(argv: list[str] | None = None) -> int:
             client = docker_client()
             found = start_mlflow_server(
                 client,
-                backend_store=ensure_database(args.postgres, args.database),
+                backend_store=ensure_database(args.postgres),
                 artifacts=args.artifacts.resolve(),
                 port=args.port,
+                name=f"equiseg-mlflow-{args.port}",
             )
             print(f"MLflow server {found.container} on {found.url} (backend {found.backend_store})")
     except DockerError as exc:

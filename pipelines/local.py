@@ -53,13 +53,13 @@ class LocalRun:
 
 @dataclass(frozen=True)
 class DockerSettings:
-    """Services of a ``--runner docker`` run: the PostgreSQL server and the MLflow server container on it."""
+    """Services of a ``--runner docker`` run: PostgreSQL and the MLflow server container on it."""
 
-    postgres: str = field(default_factory=lambda: containers.DEFAULT_POSTGRES)  # server URL, no database
-    mlflow_database: str = "equiseg_mlflow"  # MLflow's backend store; the promotion lock is an advisory lock in it
-    optuna_database: str = "equiseg_optuna"  # Optuna's tables (a database of its own: both use alembic_version)
+    #: MLflow's backend store, also the promotion lock's database (an advisory lock); Optuna's tables go to
+    #: ``<database>_optuna`` (a database of their own: both keep an ``alembic_version`` table).
+    postgres: str = field(default_factory=lambda: containers.DEFAULT_POSTGRES)
+    #: The MLflow server container ``equiseg-mlflow-<port>``, reused across runs (`make mlflow-server` starts it too).
     mlflow_port: int = 5000
-    mlflow_container: str = "equiseg-mlflow"  # reused across runs (the registry lives on); `make mlflow-server`
 
 
 @dataclass(frozen=True)
@@ -94,14 +94,14 @@ def _docker_platform(cfg: EquisegConfig, settings: DockerSettings) -> _DockerPla
         volume = containers.give_to_containers(Path(cfg.pipeline.output_dir).resolve() / ".docker")
         server = containers.start_mlflow_server(
             client,
-            backend_store=containers.ensure_database(settings.postgres, settings.mlflow_database),
+            backend_store=containers.ensure_database(settings.postgres),
             artifacts=volume / "mlflow-artifacts",
             port=settings.mlflow_port,
-            name=settings.mlflow_container,
+            name=f"equiseg-mlflow-{settings.mlflow_port}",
         )
     finally:
         client.close()
-    optuna = containers.ensure_database(settings.postgres, settings.optuna_database)
+    optuna = containers.ensure_database(containers.sibling_database(settings.postgres, "_optuna"))
     return _DockerPlatform(
         overrides=(
             f"tracking.uri={server.url}",
