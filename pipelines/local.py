@@ -1,14 +1,17 @@
 """Run the retraining pipeline on this machine with `kfp.local` (the main job of `make run`).
 
+Tasks write only their KFP outputs, under ``runs/.kfp/<pipeline_run_id>/`` (the pipeline root); after the run the
+launcher assembles the run folder ``runs/<pipeline_run_id>/`` from them
+(:func:`equiseg.steps.run_folder.collect_run_folder`), so the host's run folder holds only what the launcher writes.
 Two runners (docs/pipeline.md, "Running locally"):
 
 - ``subprocess`` (the default): ``kfp.local.SubprocessRunner(use_venv=False)``, one subprocess per step in the
-  project venv with the same working directory, so the embedded defaults apply (sqlite MLflow under ``runs/``, the
-  local DVC remote, sqlite Optuna storage in the run folder).
+  project venv with the same working directory, so the embedded defaults apply (sqlite MLflow and Optuna under
+  ``runs/``, the local DVC remote).
 - ``docker``: ``kfp.local.DockerRunner``, each step in the image `make images` built, as a non-root user, with host
-  networking. Like on a cluster, a step sees only its KFP inputs and outputs (the pipeline root), one shared data
-  volume (``<output_dir>/.docker``: data root, DVC project and remote, as the data PVC) and services: the MLflow
-  image serving on PostgreSQL with proxied artifacts, Optuna and the promotion lock on PostgreSQL.
+  networking. Like on a cluster, a step sees only the pipeline root, one shared data volume (``runs/.docker``: data
+  root, DVC project and remote, as the data PVC) and services: the MLflow image serving on PostgreSQL with proxied
+  artifacts, Optuna and the promotion lock on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ from kfp import local
 from equiseg.config import EquisegConfig, load_config
 from equiseg.provenance import git_commit
 from equiseg.steps import read_run_summary, run_dir_for
-from equiseg.steps.run_folder import exclusive_pipeline_run, new_pipeline_run_id
+from equiseg.steps.run_folder import collect_run_folder, exclusive_pipeline_run, new_pipeline_run_id
 from pipelines import containers
 from pipelines.retrain import build_retrain_pipeline
 
-__all__ = ["DockerSettings", "LocalRun", "new_pipeline_run_id", "run_local"]
+__all__ = ["DockerSettings", "LocalRun", "new_pipeline_run_id", "pipeline_root_for", "run_local"]
 
 Runner = Literal["subprocess", "docker"]
 
@@ -122,6 +125,11 @@ def _docker_platform(cfg: EquisegConfig, settings: DockerSettings) -> _DockerPla
     )
 
 
+def pipeline_root_for(cfg: EquisegConfig, pipeline_run_id: str) -> Path:
+    """Where ``kfp.local`` keeps one run's task outputs (beside the run folders, never inside one)."""
+    return Path(cfg.pipeline.output_dir).resolve() / ".kfp" / pipeline_run_id
+
+
 def run_local(
     profile: str = "smoke",
     overrides: Sequence[str] = (),
@@ -171,18 +179,20 @@ def _run_locked(
     platform: _DockerPlatform | None,
 ) -> LocalRun:
     """The body of :func:`run_local`, under the pipeline locks."""
+    pipeline_root = pipeline_root_for(cfg, pipeline_run_id)
     task_runner: Any = local.SubprocessRunner(use_venv=False)
     if platform is not None:
         task_runner = platform.runner()
-        containers.give_to_containers(run_dir / "kfp")  # the only host folder of this run a task may write
+        containers.give_to_containers(pipeline_root)  # the one host folder of this run that tasks write
     local.init(
         runner=task_runner,
-        pipeline_root=str(run_dir / "kfp"),
+        pipeline_root=str(pipeline_root),
         raise_on_error=True,
-        enable_caching=cfg.pipeline.enable_caching,
+        enable_caching=bool(cfg.pipeline.cached_steps),
+        cache_root=str(pipeline_root.parent / ".cache"),  # shared by runs, or a cached step could never hit
     )
     workers = max(1, cfg.tune.workers)
-    pipeline = build_retrain_pipeline("local", tune_workers=workers)
+    pipeline = build_retrain_pipeline("local", tune_workers=workers, platform_config=cfg.pipeline)
     started = time.perf_counter()
     error: Exception | None = None
     with warnings.catch_warnings():
@@ -200,10 +210,15 @@ def _run_locked(
             )
         except RuntimeError as exc:
             error = exc
-    wall = time.perf_counter() - started
+    wall = round(time.perf_counter() - started, 2)
+    facts: dict[str, object] = {}
+    jobs = sorted(pipeline_root.iterdir()) if pipeline_root.is_dir() else []
+    for job_dir in (j for j in jobs if j.is_dir() and not j.name.startswith(".")):
+        facts = collect_run_folder(job_dir, run_dir)  # one job per run id: the run folder from its task outputs
+    summary_json = run_dir / "summary.json"
+    written = json.loads(summary_json.read_text()) if summary_json.is_file() else facts  # no exit handler: facts
+    summary_json.write_text(json.dumps({**written, "wall_seconds": wall}, indent=2, default=str))
     summary = read_run_summary(run_dir)
-    summary["wall_seconds"] = round(wall, 2)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if error is not None:
         raise RuntimeError(f"pipeline run {pipeline_run_id} failed; see {run_dir / 'summary.md'}: {error}") from error
     return LocalRun(
