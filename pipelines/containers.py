@@ -284,9 +284,8 @@ def _buildkit_cli(host: str) -> list[str]:
 
 
 def _build(
-    cli: list[str], host: str, dockerfile: str, tag: str, args: dict[str, str], cert: str | None, log_dir: Path
+    cli: list[str], host: str, dockerfile: str, tag: str, args: dict[str, str], cert: str | None, log_path: Path
 ) -> float:
-    log_path = log_dir / f"{Path(dockerfile).name.replace('Dockerfile', 'image').strip('.') or 'image'}.log"
     command = [*cli, "--network", "host", "--progress", "plain", "-f", str(DOCKER_DIR / dockerfile), "-t", tag]
     for key, value in args.items():
         command += ["--build-arg", f"{key}={value}"]
@@ -402,7 +401,7 @@ def build_images(
         if name not in wanted:
             continue
         log(f"building {tag} (infra/docker/{dockerfile}) ...")
-        seconds = _build(cli, host, dockerfile, tag, args, cert, log_dir)
+        seconds = _build(cli, host, dockerfile, tag, args, cert, log_dir / f"{name}.log")
         image = client.images.get(tag)
         built.append(BuiltImage(tag, dockerfile, round(seconds, 1), int(image.attrs["Size"])))
         log(f"built {tag} in {seconds:.0f} s, {image.attrs['Size'] / 1e9:.2f} GB")

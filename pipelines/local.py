@@ -78,6 +78,9 @@ class _DockerPlatform:
         from docker.types import Mount
 
         return local.DockerRunner(
+            # KFP's command replaces the image's ENTRYPOINT on Kubernetes, but docker-py's `command` is only its
+            # arguments: `env` runs the task's command as given.
+            entrypoint=["/usr/bin/env"],
             network_mode="host",
             user=containers.container_user(),
             mounts=[Mount(str(self.volume), str(self.volume), type="bind")],
@@ -184,6 +187,7 @@ def _run_locked(
     if platform is not None:
         task_runner = platform.runner()
         containers.give_to_containers(pipeline_root)  # the one host folder of this run that tasks write
+        os.environ["DOCKER_HOST"] = containers.docker_host()  # kfp's DockerRunner connects with docker.from_env()
     local.init(
         runner=task_runner,
         pipeline_root=str(pipeline_root),

@@ -223,7 +223,7 @@ def _assert_run(summary: dict[str, Any], run_dir: Path, client: Any) -> None:
 def _assert_only_the_launcher_wrote_the_run_folder(workdir: Path, run_dir: Path) -> None:
     """Tasks write only their KFP outputs (the pipeline root) and the data volume; the rest is the launcher's."""
     me = os.getuid()
-    pipeline_root, volume = run_dir / "kfp", workdir / "runs" / ".docker"
+    pipeline_root, volume = workdir / "runs" / ".kfp" / run_dir.name, workdir / "runs" / ".docker"
     for path in workdir.rglob("*"):
         if path.is_relative_to(pipeline_root) or path.is_relative_to(volume):
             continue
