@@ -167,7 +167,7 @@ def _image_exists(client: Any, tag: str) -> bool:
     return True
 
 
-def ensure_base(client: Any, *, log: Callable[[str], None] = print) -> str:
+def ensure_base(client: Any, host: str, *, log: Callable[[str], None] = print) -> str:
     """The base image to build on: the public one where a registry serves it, else a local Debian base.
 
     The local base is ``debootstrap --variant=minbase bookworm`` with python3.11, venv and CA certificates,
@@ -199,10 +199,17 @@ def ensure_base(client: Any, *, log: Callable[[str], None] = print) -> str:
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise DockerError(f"debootstrap failed ({tail[0]}): check that deb.debian.org is reachable and rerun")
+        cli = shutil.which("docker") or "/usr/bin/docker"
+        env = {**os.environ, "DOCKER_HOST": host}
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        assert tar.stdout is not None
-        client.images.import_image(src=tar.stdout, repository=LOCAL_BASE.split(":")[0], tag=LOCAL_BASE.split(":")[1])
+        imported = subprocess.run(
+            [cli, "import", "-", LOCAL_BASE], stdin=tar.stdout, env=env, capture_output=True, text=True, check=False
+        )
         tar.wait()
+        if imported.returncode != 0 or tar.returncode != 0:
+            raise DockerError(
+                f"`docker import` of the debootstrap tree failed ({imported.stderr.strip()[:160]}): fix and rerun"
+            )
     return LOCAL_BASE
 
 
@@ -373,7 +380,7 @@ def build_images(
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="equiseg-images-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     cfg = PipelineConfig()
-    base = base or ensure_base(client, log=log)
+    base = base or ensure_base(client, host, log=log)
     cert = pip_cert()
     torch_index = TORCH_CPU_INDEX
     if wanted & {"cpu", "gpu"} and not _reachable(f"{TORCH_CPU_INDEX}/", cert):
