@@ -146,38 +146,26 @@ def cluster_run_options(func: Any) -> Any:
     return func
 
 
+def _run_target(options: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``submit``/``schedule`` from the options of :func:`cluster_run_options`."""
+    from pipelines.cluster import parse_params
+
+    try:
+        params = parse_params(options.pop("params"))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--param") from exc
+    return {**options, "params": params}
+
+
 @group.command("submit")
 @cluster_run_options
 @click.option("--run-name", default=None)
 @json_option
-def submit_cmd(
-    host: str,
-    package: Path,
-    namespace: str | None,
-    experiment: str | None,
-    params: tuple[str, ...],
-    service_account: str | None,
-    cache: bool,
-    run_name: str | None,
-    as_json: bool,
-) -> None:
+def submit_cmd(run_name: str | None, as_json: bool, **options: Any) -> None:
     """Submit one run of a compiled pipeline. Auth: a bearer token in $KFP_TOKEN if the endpoint needs one."""
-    from pipelines.cluster import parse_params, submit
+    from pipelines.cluster import submit
 
-    try:
-        arguments = parse_params(params)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--param") from exc
-    run_id = submit(
-        host,
-        package,
-        experiment=experiment,
-        run_name=run_name,
-        namespace=namespace,
-        params=arguments,
-        service_account=service_account,
-        cache=cache,
-    )
+    run_id = submit(run_name=run_name, **_run_target(options))
     emit(as_json, {"kfp_run_id": run_id}, f"submitted run {run_id}")
 
 
@@ -191,34 +179,13 @@ def submit_cmd(
 )
 @click.option("--job-name", default="equiseg-nightly-retrain", show_default=True)
 @json_option
-def schedule_cmd(
-    host: str,
-    package: Path,
-    namespace: str | None,
-    experiment: str | None,
-    params: tuple[str, ...],
-    service_account: str | None,
-    cache: bool,
-    cron: str,
-    job_name: str,
-    as_json: bool,
-) -> None:
+def schedule_cmd(cron: str, job_name: str, as_json: bool, **options: Any) -> None:
     """Create a recurring run: no catch-up of missed runs, at most one run at a time."""
-    from pipelines.cluster import parse_params, schedule
+    from pipelines.cluster import schedule
 
+    target = _run_target(options)
     try:
-        arguments = parse_params(params)
-        job_id = schedule(
-            host,
-            package,
-            cron=cron,
-            experiment=experiment,
-            job_name=job_name,
-            namespace=namespace,
-            params=arguments,
-            service_account=service_account,
-            cache=cache,
-        )
+        job_id = schedule(cron=cron, job_name=job_name, **target)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     emit(as_json, {"kfp_recurring_run_id": job_id}, f"scheduled recurring run {job_id}")
