@@ -34,6 +34,7 @@ from equiseg.config import EquisegConfig, save_config
 __all__ = [
     "REPORT_LABELS",
     "RUN_FOLDER_LAYOUT",
+    "RUN_REPORTS",
     "PipelineBusyError",
     "TaskFacts",
     "collect_run_folder",
@@ -53,6 +54,15 @@ REPORT_LABELS = {
     "robustness_report": "robustness report",
     "gate_verdict": "gate verdict",
     "model_card": "model card",
+}
+
+#: The reports of a run, as paths in the run folder (docs/pipeline.md, "Reports"); the model card only when the
+#: candidate was registered.
+RUN_REPORTS = {
+    "data_report": "data/report.html",
+    "robustness_report": "robustness/robustness.html",
+    "gate_verdict": "gate/gate.html",
+    "model_card": "registry/model_card.html",
 }
 
 #: Where a task's folder output lands in the run folder: (component, output name) -> path in the run folder.
