@@ -31,8 +31,8 @@ def tune_worker(
 ) -> int:
     """Run ``trials`` trials of the shared study (fanned out with dsl.ParallelFor); returns trials completed.
 
-    Files go to ``trials_dir/worker-<worker>`` and facts to ``facts/tune_worker_<worker>.json``: kfp.local gives
-    every iteration of a loop the same output folder, so each worker writes only names of its own.
+    Files go to ``trials_dir/worker-<worker>`` and facts to ``facts/tune_worker_<worker>.json``: names of its own,
+    so the run folder and the summary keep every worker apart.
     """
     from equiseg.config import load_config
     from equiseg.steps import TaskFacts

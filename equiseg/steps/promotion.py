@@ -125,6 +125,6 @@ def register_and_promote(
     card = Path(outcome.model_card)
     card_html = card.with_suffix(".html")
     card_html.write_text(markdown_to_html(card.read_text(), card.stem.replace("_", " "), base_dir=card.parent))
-    facts.report("model_card", "registry", folder, card_html)
+    facts.report("model_card", "registry", folder, card)  # the index links card_html
     facts.record(registry=outcome.describe(), registered_version=str(outcome.version))
     return str(outcome.version)

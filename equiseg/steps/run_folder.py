@@ -34,6 +34,7 @@ from equiseg.config import EquisegConfig, save_config
 __all__ = [
     "REPORT_LABELS",
     "RUN_FOLDER_LAYOUT",
+    "RUN_REPORTS",
     "PipelineBusyError",
     "TaskFacts",
     "collect_run_folder",
@@ -53,6 +54,15 @@ REPORT_LABELS = {
     "robustness_report": "robustness report",
     "gate_verdict": "gate verdict",
     "model_card": "model card",
+}
+
+#: The reports of a run, as paths in the run folder (docs/pipeline.md, "Reports"); the model card only when the
+#: candidate was registered.
+RUN_REPORTS = {
+    "data_report": "data/report.html",
+    "robustness_report": "robustness/robustness.html",
+    "gate_verdict": "gate/gate.html",
+    "model_card": "registry/model_card.html",
 }
 
 #: Where a task's folder output lands in the run folder: (component, output name) -> path in the run folder.
@@ -166,6 +176,9 @@ def resolve_reports(facts: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
     return {**facts, "reports": reports} if reports else dict(facts)
 
 
+_TASKS = {name for name, _ in RUN_FOLDER_LAYOUT}
+
+
 def _component_of(task_dir_name: str) -> str:
     """``publish-reports-2`` -> ``publish-reports`` (KFP's suffix for a second use of one component)."""
     return re.sub(r"-\d+$", "", task_dir_name)
@@ -178,7 +191,8 @@ def collect_run_folder(job_dir: Path, run_dir: Path) -> dict[str, Any]:
     facts. What the exit handler wrote (``summary.json``/``.md``) is copied as is.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    for task_dir in sorted(p for p in Path(job_dir).iterdir() if p.is_dir()):
+    # Tasks of a dsl.ParallelFor sit one level down (``for-loop-3-iteration-0/tune-worker/``).
+    for task_dir in sorted(p for p in Path(job_dir).rglob("*") if p.is_dir() and _component_of(p.name) in _TASKS):
         component = _component_of(task_dir.name)
         for (name, output), place in RUN_FOLDER_LAYOUT.items():
             source = task_dir / output

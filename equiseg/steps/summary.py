@@ -17,6 +17,7 @@ from equiseg.config import EquisegConfig
 from equiseg.steps.alerts import alert_for_run
 from equiseg.steps.run_folder import (
     REPORT_LABELS,
+    RUN_REPORTS,
     TaskFacts,
     collect_task_facts,
     merge_facts,
@@ -30,15 +31,6 @@ __all__ = ["publish_reports", "read_run_summary", "write_run_summary"]
 _PAGE_STYLE = """body{{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}}table{{border-collapse:collapse}}
 th,td{{text-align:left;padding:.3rem .8rem;border-bottom:1px solid #ddd}}.verdict{{color:{colour};font-weight:600}}
 """
-
-#: The reports of a run, as paths in the run folder (docs/pipeline.md, "Reports"); the model card only when the
-#: candidate was registered.
-RUN_REPORTS = {
-    "data_report": "data/report.html",
-    "robustness_report": "robustness/robustness.html",
-    "gate_verdict": "gate/gate.html",
-    "model_card": "registry/model_card.html",
-}
 
 
 def publish_reports(

@@ -302,7 +302,7 @@ def test_run_summary_merges_every_tasks_own_facts(
     assert {"prepare_data", "validate_data", "tune_worker_0", "train", "gate", "register_and_promote"} <= set(
         summary["steps"]
     )
-    assert summary["reports"]["model_card"] == "registry/model_card.html"
+    assert summary["reports"]["model_card"] == "registry/model_card.md"
     # One facts file per task, each in that task's own output; nothing in a shared run folder.
     facts_files = sorted(p.relative_to(workdir / "job").as_posix() for p in (workdir / "job").rglob("facts/*.json"))
     assert len(facts_files) == len({p.split("/")[0] for p in facts_files}) == 11, facts_files

@@ -32,17 +32,7 @@ STEPS = {
 }
 GPU_STEPS = {"tune-worker", "train", "evaluate-robustness", "gate"}
 # Steps that call a service (MLflow, Optuna storage, DVC remote, registry) and are retried with backoff.
-SERVICE_STEPS = {
-    "validate-data",
-    "version-data",
-    "create-study",
-    "tune-worker",
-    "select-best-trial",
-    "train",
-    "evaluate-robustness",
-    "gate",
-    "register-and-promote",
-}
+SERVICE_STEPS = STEPS - {"prepare-data", "publish-reports", "publish-reports-2", "run-summary"}
 # Steps whose outputs do not depend on the pipeline run: the run id is not one of their inputs (cache keys can hit).
 RUN_INDEPENDENT = {"prepare-data", "validate-data", "version-data", "evaluate-robustness", "gate"}
 

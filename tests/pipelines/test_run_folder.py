@@ -36,9 +36,10 @@ def _job(tmp_path: Path) -> Path:
         reports={"data_report": "data/report.html"},
         steps={"validate_data": {"seconds": 2}},
     )
-    for worker in (0, 1):  # kfp.local gives every loop iteration one folder: names of their own, nothing shared
-        (job / "tune-worker" / "trials_dir" / f"worker-{worker}").mkdir(parents=True)
-        _task(job, "tune-worker", f"tune_worker_{worker}", 3 + worker, steps={f"tune_worker_{worker}": {"seconds": 5}})
+    for worker in (0, 1):  # a dsl.ParallelFor iteration's task sits one level down
+        task = f"for-loop-3-iteration-{worker}/tune-worker"
+        (job / task / "trials_dir" / f"worker-{worker}").mkdir(parents=True)
+        _task(job, task, f"tune_worker_{worker}", 3 + worker, steps={f"tune_worker_{worker}": {"seconds": 5}})
     verdict = job / "gate" / "verdict"
     verdict.mkdir(parents=True)
     (verdict / "gate.json").write_text(json.dumps({"passed": False}))
