@@ -118,7 +118,7 @@ def _docker_platform(cfg: EquisegConfig, settings: DockerSettings) -> _DockerPla
         environment={
             "EQUISEG_GATE_LOCK_URI": server.backend_store,
             "EQUISEG_OPTUNA_STORAGE": optuna,
-            "EQUISEG_GIT_COMMIT": git_commit(mark_dirty=True),
+            "EQUISEG_GIT_COMMIT": git_commit(containers.REPO, mark_dirty=True),  # the checkout the image holds
             "EQUISEG_STATE_DIR": "/tmp/equiseg-state",
             "HOME": "/tmp",  # the launcher's uid may not own the image's home
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)),
