@@ -408,8 +408,11 @@ def build_images(
         if name not in wanted:
             continue
         log(f"building {tag} (infra/docker/{dockerfile}) ...")
+        previous = client.images.get(tag).id if _image_exists(client, tag) else None
         seconds = _build(cli, host, dockerfile, tag, args, cert, log_dir / f"{name}.log")
         image = client.images.get(tag)
+        if previous and previous != image.id:
+            _remove_untagged(client, previous)
         built.append(BuiltImage(tag, dockerfile, round(seconds, 1), int(image.attrs["Size"])))
         log(f"built {tag} in {seconds:.0f} s, {image.attrs['Size'] / 1e9:.2f} GB")
         if name != "mlflow":
@@ -553,6 +556,15 @@ def stop_mlflow_server(client: Any, name: str) -> None:
     """Remove the MLflow server container ``name`` (nothing if there is none)."""
     for old in client.containers.list(all=True, filters={"name": f"^{name}$"}):
         old.remove(force=True)
+
+
+def _remove_untagged(client: Any, image_id: str) -> None:
+    """Drop an image a rebuild replaced (its layers stay where the new image shares them); kept while in use."""
+    import docker
+
+    with contextlib.suppress(docker.errors.APIError):
+        if not client.images.get(image_id).tags:
+            client.images.remove(image_id)
 
 
 def _git_head() -> str:
