@@ -74,10 +74,11 @@ class _DockerPlatform:
     volume: Path
     tracking_uri: str
 
-    def runner(self) -> local.DockerRunner:
+    def runner(self, pipeline_run_id: str) -> local.DockerRunner:
         from docker.types import Mount
 
         return local.DockerRunner(
+            labels={"io.equiseg.pipeline-run-id": pipeline_run_id},  # docker ps --filter label=... lists its tasks
             # KFP's command replaces the image's ENTRYPOINT on Kubernetes, but docker-py's `command` is only its
             # arguments: `env` runs the task's command as given.
             entrypoint=["/usr/bin/env"],
@@ -185,7 +186,7 @@ def _run_locked(
     pipeline_root = pipeline_root_for(cfg, pipeline_run_id)
     task_runner: Any = local.SubprocessRunner(use_venv=False)
     if platform is not None:
-        task_runner = platform.runner()
+        task_runner = platform.runner(pipeline_run_id)
         containers.give_to_containers(pipeline_root)  # the one host folder of this run that tasks write
         os.environ["DOCKER_HOST"] = containers.docker_host()  # kfp's DockerRunner connects with docker.from_env()
     local.init(

@@ -218,6 +218,13 @@ def _assert_run(summary: dict[str, Any], run_dir: Path, client: Any) -> None:
     assert {f.path for f in client.list_artifacts(train_run.info.run_id, "data")} >= {"data/report.html"}
     assert {"prepare_data", "validate_data", "train", "evaluate_robustness", "gate"} <= set(summary["steps"])
     assert "SUCCEEDED" in (run_dir / "summary.md").read_text()
+    # The same run folder as a subprocess run, assembled by the launcher from the task outputs.
+    assert {p.name for p in run_dir.iterdir()} == {
+        *("data", "tune", "train", "robustness", "gate", "registry"),
+        *("index.html", "facts.json", "summary.json", "summary.md"),
+    }
+    gate = json.loads((run_dir / "gate" / "gate.json").read_text())
+    assert gate["passed"] is True and gate["first_run"] is True
 
 
 def _assert_only_the_launcher_wrote_the_run_folder(workdir: Path, run_dir: Path) -> None:
