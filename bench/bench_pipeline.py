@@ -1,6 +1,7 @@
 """Benchmark: local pipeline overhead = wall time of the whole run ÷ the sum of its steps' own times.
 
-Each step records its own wall time (inside the step, after imports) in ``<run dir>/facts.json``; the difference is
+Each step records its own wall time (inside the step, after imports) in its facts output, merged into
+``<run dir>/facts.json`` and the summary; the difference is
 what kfp.local and the per-step subprocesses cost (interpreter start, imports of torch/mlflow, artifact copies).
 Target ≤ 1.15. Run: ``.venv/bin/python bench/bench_pipeline.py [--profile smoke]`` from the repo root.
 """

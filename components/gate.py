@@ -1,7 +1,7 @@
 """Component: the robustness promotion gate. Returns the verdict as a bool so that `dsl.If` can branch on it."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Markdown, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
 
 from components._image import BASE_IMAGE
 
@@ -10,30 +10,35 @@ from components._image import BASE_IMAGE
 def gate(
     profile: str,
     overrides: list,
-    pipeline_run_id: str,
     data: Input[Dataset],
     model: Input[Model],
-    verdict: Output[Markdown],
+    verdict: Output[Artifact],
+    verdict_page: Output[Markdown],
+    facts: Output[Artifact],
 ) -> bool:
     """Re-score the champion on the same data and decide; ``True`` means the candidate may be promoted.
 
-    A single ``bool`` return (not a NamedTuple) because kfp.local 2.17.3 cannot resolve named outputs inside
-    ``dsl.If`` conditions (``Could not resolve parent input: gate-passed``); ``outputs["Output"]`` works.
+    ``verdict`` is the verdict folder (``gate.json``, ``gate.md``, ``gate.html``) that ``register_and_promote``
+    consumes; ``verdict_page`` is ``gate.md`` for the KFP UI. A single ``bool`` return (not a NamedTuple) because
+    kfp.local 2.17.3 cannot resolve named outputs inside ``dsl.If`` conditions (``Could not resolve parent input:
+    gate-passed``); ``outputs["Output"]`` works.
     """
     import shutil
 
     from equiseg.config import load_config
-    from equiseg.steps import gate_candidate
+    from equiseg.steps import TaskFacts, gate_candidate
 
-    decided = gate_candidate(
-        load_config(profile, overrides),
-        checkpoint=model.path,
-        model_uri=model.metadata["model_uri"],
-        manifest=data.path,
-        data_root=data.metadata["data_root"],
-        pipeline_run_id=pipeline_run_id,
-        mlflow_run_id=model.metadata["mlflow_run_id"],
-    )
-    shutil.copyfile(decided.markdown_path, verdict.path)
-    verdict.metadata.update({"passed": decided.passed, "gate_json": str(decided.json_path)})
+    with TaskFacts.written_to(facts.path, "gate") as recorded:
+        decided = gate_candidate(
+            load_config(profile, overrides),
+            checkpoint=model.path,
+            model_uri=model.metadata["model_uri"],
+            manifest=data.path,
+            data_root=data.metadata["data_root"],
+            out_dir=verdict.path,
+            mlflow_run_id=model.metadata["mlflow_run_id"],
+            facts=recorded,
+        )
+    shutil.copyfile(decided.markdown_path, verdict_page.path)
+    verdict.metadata.update({"passed": decided.passed, "decision": decided.summary})
     return decided.passed

@@ -7,6 +7,7 @@ the library does not import this package.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -82,11 +83,22 @@ def format_run(summary: dict[str, object], run_dir: Path, tracking_uri: str) -> 
     show_default=True,
     help="cluster: add GPU resources, node pool, shm, data PVC and secrets; local: the plain pipeline.",
 )
-@click.option("--image", default=None, help="Container image for every step (default: pipeline.image of the profile).")
+@click.option(
+    "--image", default=None, help="Container image of the CPU steps (default: pipeline.image of the profile)."
+)
+@click.option(
+    "--gpu-image", default=None, help="Container image of the GPU steps (default: pipeline.gpu_image of the profile)."
+)
 @config_options(default_profile="cluster")
 @json_option
 def compile_cmd(
-    out: Path, target: str, image: str | None, profile: str, overrides: tuple[str, ...], as_json: bool
+    out: Path,
+    target: str,
+    image: str | None,
+    gpu_image: str | None,
+    profile: str,
+    overrides: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Compile the pipeline to KFP v2 YAML for upload to a Kubeflow cluster."""
     import os
@@ -95,37 +107,70 @@ def compile_cmd(
     os.environ["EQUISEG_IMAGE"] = image or cfg.pipeline.image
     from pipelines.cluster import compile_pipeline
 
-    path = compile_pipeline(out, target=target, profile=profile, overrides=list(overrides))
+    path = compile_pipeline(out, target=target, profile=profile, overrides=list(overrides), gpu_image=gpu_image)
     emit(as_json, {"target": target, "package": str(path)}, f"compiled {target} pipeline to {path}")
 
 
+def cluster_run_options(func: Any) -> Any:
+    """Options shared by ``submit`` and ``schedule``: where the run goes, as whom, with which parameters."""
+    options = [
+        click.option("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline."),
+        click.option(
+            "--package",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=Path("retrain.yaml"),
+            show_default=True,
+            help="Compiled pipeline (equiseg pipeline compile).",
+        ),
+        click.option("--namespace", default=None, help="Kubernetes namespace (multi-user Kubeflow profiles)."),
+        click.option("--experiment", default=None, help="KFP experiment of the run (default: the pipeline's name)."),
+        click.option(
+            "--param",
+            "params",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Pipeline parameter (repeatable); JSON values are parsed: --param 'overrides=[\"train.epochs=3\"]'.",
+        ),
+        click.option(
+            "--service-account", default=None, help="Kubernetes service account of the run's pods (the runner's)."
+        ),
+        click.option(
+            "--cache/--no-cache",
+            default=True,
+            show_default=True,
+            help="--cache keeps each step's compiled caching (pipeline.cached_steps); --no-cache turns it off.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run_target(options: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``submit``/``schedule`` from the options of :func:`cluster_run_options`."""
+    from pipelines.cluster import parse_params
+
+    try:
+        params = parse_params(options.pop("params"))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--param") from exc
+    return {**options, "params": params}
+
+
 @group.command("submit")
-@click.option("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline.")
-@click.option(
-    "--package",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=Path("retrain.yaml"),
-    show_default=True,
-    help="Compiled pipeline (equiseg pipeline compile).",
-)
+@cluster_run_options
 @click.option("--run-name", default=None)
 @json_option
-def submit_cmd(host: str, package: Path, run_name: str | None, as_json: bool) -> None:
+def submit_cmd(run_name: str | None, as_json: bool, **options: Any) -> None:
     """Submit one run of a compiled pipeline. Auth: a bearer token in $KFP_TOKEN if the endpoint needs one."""
     from pipelines.cluster import submit
 
-    run_id = submit(host, package, run_name=run_name)
+    run_id = submit(run_name=run_name, **_run_target(options))
     emit(as_json, {"kfp_run_id": run_id}, f"submitted run {run_id}")
 
 
 @group.command("schedule")
-@click.option("--host", required=True, help="KFP API endpoint.")
-@click.option(
-    "--package",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=Path("retrain.yaml"),
-    show_default=True,
-)
+@cluster_run_options
 @click.option(
     "--cron",
     default="0 0 3 * * *",
@@ -134,9 +179,13 @@ def submit_cmd(host: str, package: Path, run_name: str | None, as_json: bool) ->
 )
 @click.option("--job-name", default="equiseg-nightly-retrain", show_default=True)
 @json_option
-def schedule_cmd(host: str, package: Path, cron: str, job_name: str, as_json: bool) -> None:
+def schedule_cmd(cron: str, job_name: str, as_json: bool, **options: Any) -> None:
     """Create a recurring run: no catch-up of missed runs, at most one run at a time."""
     from pipelines.cluster import schedule
 
-    job_id = schedule(host, package, cron=cron, job_name=job_name)
+    target = _run_target(options)
+    try:
+        job_id = schedule(cron=cron, job_name=job_name, **target)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     emit(as_json, {"kfp_recurring_run_id": job_id}, f"scheduled recurring run {job_id}")

@@ -1,8 +1,10 @@
 """Run the retraining pipeline on this machine with `kfp.local` (the main job of `make run`).
 
 Tasks run through ``kfp.local.SubprocessRunner(use_venv=False)``: in the project venv, one subprocess per step,
-with the same working directory, so the embedded defaults apply (sqlite MLflow under ``runs/``, the local DVC
-remote, sqlite Optuna storage in the run folder).
+with the same working directory, so the embedded defaults apply (sqlite MLflow and Optuna under ``runs/``, the
+local DVC remote). Tasks write only their KFP outputs, under ``runs/.kfp/<pipeline_run_id>/`` (the pipeline root);
+after the run the launcher assembles the run folder ``runs/<pipeline_run_id>/`` from them
+(:func:`equiseg.steps.run_folder.collect_run_folder`), so the host's run folder holds only what the launcher writes.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from kfp import local
 
 from equiseg.config import EquisegConfig, load_config
 from equiseg.steps import read_run_summary, run_dir_for
-from equiseg.steps.run_folder import exclusive_pipeline_run, new_pipeline_run_id
+from equiseg.steps.run_folder import collect_run_folder, exclusive_pipeline_run, new_pipeline_run_id
 from pipelines.retrain import build_retrain_pipeline
 
-__all__ = ["LocalRun", "new_pipeline_run_id", "run_local"]
+__all__ = ["LocalRun", "new_pipeline_run_id", "pipeline_root_for", "run_local"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,11 @@ class LocalRun:
     run_dir: Path
     wall_seconds: float
     summary: dict[str, object]
+
+
+def pipeline_root_for(cfg: EquisegConfig, pipeline_run_id: str) -> Path:
+    """Where ``kfp.local`` keeps one run's task outputs (beside the run folders, never inside one)."""
+    return Path(cfg.pipeline.output_dir).resolve() / ".kfp" / pipeline_run_id
 
 
 def run_local(
@@ -76,14 +83,16 @@ def _run_locked(
     ingest_root: str,
 ) -> LocalRun:
     """The body of :func:`run_local`, under the pipeline locks."""
+    pipeline_root = pipeline_root_for(cfg, pipeline_run_id)
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(run_dir / "kfp"),
+        pipeline_root=str(pipeline_root),
         raise_on_error=True,
-        enable_caching=cfg.pipeline.enable_caching,
+        enable_caching=bool(cfg.pipeline.cached_steps),
+        cache_root=str(pipeline_root.parent / ".cache"),  # shared by runs, or a cached step could never hit
     )
     workers = max(1, cfg.tune.workers)
-    pipeline = build_retrain_pipeline("local", tune_workers=workers)
+    pipeline = build_retrain_pipeline("local", tune_workers=workers, platform_config=cfg.pipeline)
     started = time.perf_counter()
     error: Exception | None = None
     with warnings.catch_warnings():
@@ -101,10 +110,15 @@ def _run_locked(
             )
         except RuntimeError as exc:
             error = exc
-    wall = time.perf_counter() - started
+    wall = round(time.perf_counter() - started, 2)
+    facts: dict[str, object] = {}
+    jobs = sorted(pipeline_root.iterdir()) if pipeline_root.is_dir() else []
+    for job_dir in (j for j in jobs if j.is_dir() and not j.name.startswith(".")):
+        facts = collect_run_folder(job_dir, run_dir)  # one job per run id: the run folder from its task outputs
+    summary_json = run_dir / "summary.json"
+    written = json.loads(summary_json.read_text()) if summary_json.is_file() else facts  # no exit handler: facts
+    summary_json.write_text(json.dumps({**written, "wall_seconds": wall}, indent=2, default=str))
     summary = read_run_summary(run_dir)
-    summary["wall_seconds"] = round(wall, 2)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if error is not None:
         raise RuntimeError(f"pipeline run {pipeline_run_id} failed; see {run_dir / 'summary.md'}: {error}") from error
     return LocalRun(pipeline_run_id=pipeline_run_id, run_dir=run_dir, wall_seconds=wall, summary=summary)

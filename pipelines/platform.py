@@ -1,9 +1,11 @@
 """Cluster-only decoration of the retraining pipeline's tasks (kfp-kubernetes), applied at compile time.
 
 Nothing here runs locally: `kfp.local` ignores resources and platform config.
-GPU steps get the accelerator, the GPU node pool's selector and toleration, and `/dev/shm` as a memory emptyDir
-(DataLoader workers need more than the container default); every step mounts the data PVC and gets the MLflow and
-S3 credentials from Kubernetes secrets (never from parameters).
+GPU steps get the GPU image (``pipeline.gpu_image``, CUDA torch), the accelerator, the GPU node pool's selector and
+toleration, and `/dev/shm` as a memory emptyDir (DataLoader workers need more than the container default); the other
+steps keep the CPU image of their component. Every step gets CPU/memory requests and limits, mounts the data PVC and
+gets the MLflow and S3 credentials from Kubernetes secrets (never from parameters); steps that call services are
+retried with exponential backoff.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ POSTGRES_ENV = {"optuna_storage_url": "EQUISEG_OPTUNA_STORAGE", "gate_lock_uri":
 
 
 def decorate_gpu_task(task: PipelineTask, cfg: PipelineConfig) -> None:
-    """GPU accelerator + limit, GPU pool node selector and toleration, shm as a memory emptyDir."""
+    """The GPU image, GPU accelerator + limit, GPU pool node selector and toleration, shm as a memory emptyDir."""
+    task.set_container_image(cfg.gpu_image)
     task.set_accelerator_type(cfg.gpu_accelerator).set_accelerator_limit(cfg.gpu_count)
     for key, value in cfg.gpu_node_selector.items():
         kubernetes.add_node_selector(task, label_key=key, label_value=value)
@@ -33,28 +36,41 @@ def decorate_gpu_task(task: PipelineTask, cfg: PipelineConfig) -> None:
 
 
 def decorate_common_task(task: PipelineTask, cfg: PipelineConfig) -> None:
-    """CPU/memory requests, the data PVC and the MLflow, S3 and Optuna-database credentials as env variables."""
+    """CPU/memory requests and limits, the data PVC and the MLflow, S3 and Optuna-database credentials as env."""
     task.set_cpu_request(cfg.cpu_request).set_memory_request(cfg.memory_request)
+    task.set_cpu_limit(cfg.cpu_limit).set_memory_limit(cfg.memory_limit)
     kubernetes.mount_pvc(task, pvc_name=cfg.data_pvc, mount_path=DATA_MOUNT)
     kubernetes.use_secret_as_env(task, secret_name=cfg.mlflow_secret, secret_key_to_env=MLFLOW_ENV)
     kubernetes.use_secret_as_env(task, secret_name=cfg.s3_secret, secret_key_to_env=S3_ENV)
     kubernetes.use_secret_as_env(task, secret_name=cfg.postgres_secret, secret_key_to_env=POSTGRES_ENV)
 
 
+def decorate_service_task(task: PipelineTask, cfg: PipelineConfig) -> None:
+    """Retries with exponential backoff for a step that calls a service (MLflow, Optuna storage, DVC remote)."""
+    if cfg.retries > 0:
+        task.set_retry(
+            num_retries=cfg.retries, backoff_duration=cfg.retry_backoff, backoff_factor=cfg.retry_backoff_factor
+        )
+
+
 def decorate_cluster_tasks(
     cfg: PipelineConfig,
     *,
-    data_tasks: Iterable[PipelineTask],
+    all_tasks: Iterable[PipelineTask],
     gpu_tasks: Iterable[PipelineTask],
-    registry_tasks: Iterable[PipelineTask],
+    service_tasks: Iterable[PipelineTask],
 ) -> None:
-    """Decorate every task once: all get the common decoration, GPU steps also the GPU one."""
-    seen: set[int] = set()
+    """Decorate every task once: all get the common decoration (the CPU image from the component), GPU steps the
+    GPU image and GPU decoration, steps that call services retries."""
     gpu = list(gpu_tasks)
-    for task in [*data_tasks, *gpu, *registry_tasks]:
+    services = list(service_tasks)
+    seen: set[int] = set()
+    for task in all_tasks:
         if id(task) in seen:
             continue
         seen.add(id(task))
         decorate_common_task(task, cfg)
         if any(task is g for g in gpu):
             decorate_gpu_task(task, cfg)
+        if any(task is s for s in services):
+            decorate_service_task(task, cfg)

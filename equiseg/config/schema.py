@@ -147,7 +147,10 @@ class PipelineConfig:
     output_dir: str = "runs"
     image: str = "ghcr.io/equiseg/equiseg:0.1.0"
     gpu_image: str = "ghcr.io/equiseg/equiseg-gpu:0.1.0"
-    enable_caching: bool = False
+    # Steps whose KFP cache may be hit: only those whose outputs depend on nothing but their inputs. Empty by default:
+    # the pixel files live on data.root, outside the artifact store, so a cached data step can point at files
+    # another run replaced (docs/pipeline.md, "Caching").
+    cached_steps: tuple[str, ...] = ()
     gpu_accelerator: str = "nvidia.com/gpu"
     gpu_count: int = 1
     gpu_node_selector: dict[str, str] = field(default_factory=lambda: {"equiseg.io/pool": "gpu"})
@@ -158,6 +161,13 @@ class PipelineConfig:
     postgres_secret: str = "equiseg-postgres"  # key optuna_storage_url -> $EQUISEG_OPTUNA_STORAGE
     cpu_request: str = "2"
     memory_request: str = "8Gi"
+    cpu_limit: str = "4"
+    memory_limit: str = "16Gi"
+    # Retries of the steps that call services (MLflow, Optuna storage, DVC remote, registry), cluster target only:
+    # the k-th retry waits retry_backoff * retry_backoff_factor**k (docs/pipeline.md, "Retries").
+    retries: int = 2
+    retry_backoff: str = "30s"
+    retry_backoff_factor: float = 2.0
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """The retraining pipeline's steps as plain library functions, one module per stage (docs/pipeline.md).
 
 Each KFP component in ``components/`` is one call into this package. A step takes the resolved config and small
-parameters, does its work through the core and adapter modules, writes its outputs under the run folder
-(:mod:`equiseg.steps.run_folder`, the one module that knows its layout) and returns a small result the component
-maps to KFP outputs. Keeping the steps here means they are typed, tested on CPU without KFP, and the components
-stay thin. Steps also record what the user must see at the end of a run in ``facts.json``; the exit handler turns
-it into ``summary.json`` / ``summary.md``.
+parameters, does its work through the core and adapter modules, writes its files into the output folder its
+component hands it (a KFP artifact) and returns a small result the component maps to KFP outputs. Keeping the steps
+here means they are typed, tested on CPU without KFP, and the components stay thin. Steps also record what the user
+must see at the end of a run in a :class:`~equiseg.steps.run_folder.TaskFacts`, written as the task's own ``facts``
+output; the exit handler merges them into ``summary.json`` / ``summary.md`` (:mod:`equiseg.steps.run_folder`).
 """
 
 import importlib
@@ -17,12 +17,10 @@ if TYPE_CHECKING:
     from equiseg.steps.promotion import GateDecision, gate_candidate, register_and_promote
     from equiseg.steps.run_folder import (
         REPORT_LABELS,
-        read_facts,
-        record_facts,
-        reference_profile_path,
+        TaskFacts,
+        collect_run_folder,
+        collect_task_facts,
         run_dir_for,
-        step_dir,
-        timed_step,
     )
     from equiseg.steps.summary import publish_reports, read_run_summary, write_run_summary
     from equiseg.steps.training import TrainedCandidate, lineage_tags, train_candidate
@@ -36,9 +34,12 @@ __all__ = [
     "EvaluatedCandidate",
     "GateDecision",
     "PreparedData",
+    "TaskFacts",
     "TrainedCandidate",
     "ValidatedData",
     "VersionedData",
+    "collect_run_folder",
+    "collect_task_facts",
     "create_study",
     "eval_loader",
     "evaluate_candidate",
@@ -47,16 +48,11 @@ __all__ = [
     "optuna_storage_for",
     "prepare_data",
     "publish_reports",
-    "read_facts",
     "read_run_summary",
-    "record_facts",
-    "reference_profile_path",
     "register_and_promote",
     "run_dir_for",
     "select_best_trial",
-    "step_dir",
     "study_name_for",
-    "timed_step",
     "train_candidate",
     "tune_worker",
     "validate_data",
@@ -72,10 +68,13 @@ _LAZY: dict[str, str] = {
     "EvaluatedCandidate": "equiseg.steps.evaluation",
     "GateDecision": "equiseg.steps.promotion",
     "PreparedData": "equiseg.steps.data",
+    "TaskFacts": "equiseg.steps.run_folder",
     "REPORT_LABELS": "equiseg.steps.run_folder",
     "TrainedCandidate": "equiseg.steps.training",
     "ValidatedData": "equiseg.steps.validation",
     "VersionedData": "equiseg.steps.versioning",
+    "collect_run_folder": "equiseg.steps.run_folder",
+    "collect_task_facts": "equiseg.steps.run_folder",
     "create_study": "equiseg.steps.tuning",
     "eval_loader": "equiseg.steps.evaluation",
     "evaluate_candidate": "equiseg.steps.evaluation",
@@ -84,16 +83,11 @@ _LAZY: dict[str, str] = {
     "optuna_storage_for": "equiseg.steps.tuning",
     "prepare_data": "equiseg.steps.data",
     "publish_reports": "equiseg.steps.summary",
-    "read_facts": "equiseg.steps.run_folder",
     "read_run_summary": "equiseg.steps.summary",
-    "record_facts": "equiseg.steps.run_folder",
-    "reference_profile_path": "equiseg.steps.run_folder",
     "register_and_promote": "equiseg.steps.promotion",
     "run_dir_for": "equiseg.steps.run_folder",
     "select_best_trial": "equiseg.steps.tuning",
-    "step_dir": "equiseg.steps.run_folder",
     "study_name_for": "equiseg.steps.tuning",
-    "timed_step": "equiseg.steps.run_folder",
     "train_candidate": "equiseg.steps.training",
     "tune_worker": "equiseg.steps.tuning",
     "validate_data": "equiseg.steps.validation",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from equiseg.steps.run_folder import REPORT_LABELS, gate_paths
+from equiseg.steps.run_folder import REPORT_LABELS, resolve_reports
 
 __all__ = ["ALERT_ENV", "AlertPolicy", "alert_for_run", "build_alert", "send_alert", "webhook_url"]
 
@@ -49,37 +49,28 @@ def webhook_url(explicit: str | None = None) -> str:
     return (explicit or os.environ.get(ALERT_ENV, "")).strip()
 
 
-def _failing_checks(run_dir: Path) -> list[dict[str, Any]]:
-    """Failed checks of the run's gate verdict (``gate/gate.json``); empty when the gate never ran."""
-    gate_json, _ = gate_paths(run_dir)
-    try:
-        raw = json.loads(gate_json.read_text())
-    except (OSError, ValueError):
-        return []
-    fields = ("name", "value", "threshold", "reason")
-    return [{k: c.get(k) for k in fields} for c in raw.get("checks", []) if not c.get("passed", True)]
-
-
 def build_alert(run_dir: Path, facts: Mapping[str, Any]) -> dict[str, Any] | None:
     """The alert document for a finished run, or ``None`` when the run succeeded and the gate did not block.
 
     Fields: ``event`` (``run_failed`` or ``gate_blocked``), ``pipeline_run_id``, ``state``, ``verdict`` (the gate's
-    headline or ``not reached``), ``failing_checks`` (name, value, threshold, reason), ``error``, ``reports``
-    (label -> path or URL, the run summary and index page included).
+    headline or ``not reached``), ``failing_checks`` (name, value, threshold, reason, as the gate task recorded
+    them), ``error``, ``reports`` (label -> path in the run folder ``run_dir``, the run summary and index page
+    included).
     """
     state = str(facts.get("state", "")).upper()
     failed = state in _FAILED_STATES
     blocked = facts.get("gate_passed") is False
     if not (failed or blocked):
         return None
-    reports = {REPORT_LABELS.get(k, k): str(v) for k, v in dict(facts.get("reports", {})).items()}
+    resolved = resolve_reports(facts, run_dir).get("reports", {})
+    reports = {REPORT_LABELS.get(k, k): str(v) for k, v in dict(resolved).items()}
     reports.setdefault("run summary", str(run_dir / "summary.md"))
     return {
         "event": "run_failed" if failed else "gate_blocked",
         "pipeline_run_id": facts.get("pipeline_run_id", run_dir.name),
         "state": state or "UNKNOWN",
         "verdict": str(facts.get("gate_decision", "not reached")),
-        "failing_checks": _failing_checks(run_dir),
+        "failing_checks": list(facts.get("gate_failing_checks", [])),
         "error": str(facts.get("error", "")),
         "reports": reports,
         "dataset_version": facts.get("dataset_version"),

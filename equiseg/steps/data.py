@@ -8,7 +8,7 @@ from typing import Any
 
 from equiseg.config import EquisegConfig
 from equiseg.data import generate_from_config, ingest_dataset, read_manifest
-from equiseg.steps.run_folder import record_facts, step_dir, timed_step
+from equiseg.steps.run_folder import TaskFacts
 
 __all__ = ["PreparedData", "prepare_data"]
 
@@ -27,12 +27,17 @@ class PreparedData:
         return {"data_root": str(self.data_root), "samples": self.samples, "source": self.source}
 
 
-def prepare_data(cfg: EquisegConfig, *, source: str = "", ingest_root: str = "", pipeline_run_id: str) -> PreparedData:
-    """Generate the synthetic world (deterministic per seed) or ingest a real dataset into ``data.root``."""
+def prepare_data(
+    cfg: EquisegConfig, *, source: str = "", ingest_root: str = "", facts: TaskFacts | None = None
+) -> PreparedData:
+    """Generate the synthetic world (deterministic per seed) or ingest a real dataset into ``data.root``.
+
+    The output depends only on the config and the source, not on the pipeline run, so the task can be cached.
+    """
+    facts = facts if facts is not None else TaskFacts()
     source = source or cfg.data.source
     data_root = Path(cfg.data.root).resolve()
-    folder = step_dir(cfg, pipeline_run_id, "data")
-    with timed_step(folder.parent, "prepare_data"):
+    with facts.timed("prepare_data"):
         if source == "synthetic":
             manifest = generate_from_config(cfg.data, data_root)
         else:
@@ -42,5 +47,5 @@ def prepare_data(cfg: EquisegConfig, *, source: str = "", ingest_root: str = "",
             manifest = ingest_dataset(source, Path(ingest_root), data_root, progress=False)
             data_root = Path(ingest_root).resolve()
         samples = read_manifest(manifest).num_rows
-    record_facts(folder.parent, data={"source": source, "root": str(data_root), "samples": samples})
+    facts.record(data={"source": source, "root": str(data_root), "samples": samples})
     return PreparedData(manifest=Path(manifest), data_root=data_root, samples=samples, source=source)

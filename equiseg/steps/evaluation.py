@@ -12,7 +12,7 @@ from equiseg.data import CLASS_NAMES, SYNTHETIC_CLASS_SET, make_loader, manifest
 from equiseg.robustness import collect_examples, write_robustness_report
 from equiseg.robustness.evaluate import evaluate_configured
 from equiseg.robustness.protocols import subset_key
-from equiseg.steps.run_folder import record_facts, step_dir, timed_step
+from equiseg.steps.run_folder import TaskFacts, output_folder
 from equiseg.tracking import Tracker, load_model
 
 __all__ = ["EvaluatedCandidate", "eval_loader", "evaluate_candidate", "example_slices", "report_class_names"]
@@ -68,12 +68,15 @@ def evaluate_candidate(
     checkpoint: str | Path,
     manifest: str | Path,
     data_root: str | Path,
-    pipeline_run_id: str,
+    out_dir: str | Path,
     mlflow_run_id: str = "",
+    facts: TaskFacts | None = None,
 ) -> EvaluatedCandidate:
-    """Run the configured robustness suite on the candidate; write the report and log the metrics to its run."""
-    folder = step_dir(cfg, pipeline_run_id, "robustness")
-    with timed_step(folder.parent, "evaluate_robustness"):
+    """Run the configured robustness suite on the candidate; write the report into ``out_dir`` and log the metrics
+    to its run."""
+    facts = facts if facts is not None else TaskFacts()
+    folder = output_folder(cfg, out_dir)
+    with facts.timed("evaluate_robustness"):
         model = load_model(Path(checkpoint), device="cpu")
         loader = eval_loader(cfg, manifest, data_root)
         result = evaluate_configured(cfg, model, loader)
@@ -98,5 +101,6 @@ def evaluate_candidate(
                 artifacts=folder,
                 artifact_path="robustness",
             )
-    record_facts(folder.parent, reports={"robustness_report": str(paths["html"])}, robustness=metrics)
+    facts.report("robustness_report", "robustness", folder, paths["html"])
+    facts.record(robustness=metrics)
     return EvaluatedCandidate(report_html=Path(paths["html"]), report_json=Path(paths["json"]), metrics=metrics)

@@ -1,14 +1,17 @@
-"""The run folder: where one pipeline run writes each step's outputs, and the facts its summary is built from.
+"""The run folder a user reads, and the facts its summary is built from (docs/pipeline.md, "Data flow").
 
-Layout (docs/pipeline.md), under ``<pipeline.output_dir>/<pipeline_run_id>/``::
+Steps never share files by path. Each KFP task writes only its own outputs: its report bundle (an Artifact folder)
+and its facts (``facts/<step>.json`` in its own ``facts`` output, written by :class:`TaskFacts`). The exit handler
+merges every task's facts (:func:`collect_task_facts`) into the run summary, and after a local run the launcher
+assembles the run folder from the task outputs (:func:`collect_run_folder`) with the layout users know::
 
-    facts.json            what the user must see at the end (dataset version, gate decision, reports, step times)
-    summary.json/.md      the exit handler's summary
-    index.html            one page linking every report
-    data/  tune/  train/  robustness/  gate/  registry/   one folder per step, each with the config it ran
+    runs/<pipeline_run_id>/
+        facts.json            every task's facts, merged (dataset version, gate decision, reports, step times)
+        summary.json/.md      the exit handler's summary
+        index.html            one page linking every report
+        data/  tune/  train/  robustness/  gate/  registry/   one folder per step, each with the config it ran
 
-and ``<pipeline.output_dir>/reference/stats.json``, the statistics of the last accepted dataset version.
-This module is the only place that knows these paths.
+This module is the only place that knows these paths. Report paths in the facts are relative to the run folder.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import secrets
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +33,22 @@ from equiseg.config import EquisegConfig, save_config
 
 __all__ = [
     "REPORT_LABELS",
+    "RUN_FOLDER_LAYOUT",
+    "RUN_REPORTS",
     "PipelineBusyError",
-    "data_stats_path",
+    "TaskFacts",
+    "collect_run_folder",
+    "collect_task_facts",
     "exclusive_pipeline_run",
-    "gate_paths",
-    "index_path",
+    "merge_facts",
     "new_pipeline_run_id",
-    "optuna_db_path",
-    "read_facts",
-    "record_facts",
-    "reference_profile_path",
-    "robustness_heatmap_path",
+    "output_folder",
+    "resolve_reports",
     "run_dir_for",
-    "step_dir",
     "summary_paths",
-    "timed_step",
 ]
 
-#: Report keys recorded in ``facts.json`` and how the index page and summary name them.
+#: Report keys recorded in the facts and how the index page and summary name them.
 REPORT_LABELS = {
     "data_report": "data report",
     "robustness_report": "robustness report",
@@ -53,93 +56,157 @@ REPORT_LABELS = {
     "model_card": "model card",
 }
 
+#: The reports of a run, as paths in the run folder (docs/pipeline.md, "Reports"); the model card only when the
+#: candidate was registered.
+RUN_REPORTS = {
+    "data_report": "data/report.html",
+    "robustness_report": "robustness/robustness.html",
+    "gate_verdict": "gate/gate.html",
+    "model_card": "registry/model_card.html",
+}
+
+#: Where a task's folder output lands in the run folder: (component, output name) -> path in the run folder.
+#: KFP names a task after its component (``publish-reports-2`` is the ``dsl.Else`` copy of ``publish-reports``).
+RUN_FOLDER_LAYOUT: dict[tuple[str, str], str] = {
+    ("validate-data", "report_dir"): "data",
+    ("tune-worker", "trials_dir"): "tune",
+    ("train", "train_dir"): "train",
+    ("evaluate-robustness", "report_dir"): "robustness",
+    ("gate", "verdict"): "gate",
+    ("register-and-promote", "registry"): "registry",
+    ("publish-reports", "index"): "index.html",
+    ("run-summary", "summary"): ".",
+}
+
 
 def run_dir_for(cfg: EquisegConfig, pipeline_run_id: str) -> Path:
-    """The folder holding everything one pipeline run writes."""
+    """The folder holding everything one pipeline run shows its user (assembled by :func:`collect_run_folder`)."""
     if not pipeline_run_id or "/" in pipeline_run_id or pipeline_run_id in (".", ".."):
         raise ValueError(f"pipeline run id {pipeline_run_id!r} must be a plain folder name, e.g. smoke-20260101-030000")
     return Path(cfg.pipeline.output_dir).resolve() / pipeline_run_id
 
 
-def step_dir(cfg: EquisegConfig, pipeline_run_id: str, name: str) -> Path:
-    """A step's folder inside the run folder, created, with the config the step ran with saved in it."""
-    folder = run_dir_for(cfg, pipeline_run_id) / name
+def output_folder(cfg: EquisegConfig, path: str | Path) -> Path:
+    """A task's folder output (a KFP Artifact path), created, with the config the step ran with saved in it."""
+    folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     save_config(cfg, folder / "config.yaml")
     return folder
 
 
-def reference_profile_path(cfg: EquisegConfig) -> Path:
-    """Statistics of the last accepted dataset version, the reference for drift checks."""
-    return Path(cfg.pipeline.output_dir).resolve() / "reference" / "stats.json"
+def summary_paths(folder: Path) -> tuple[Path, Path]:
+    """The exit handler's (``summary.json``, ``summary.md``) in ``folder``."""
+    return folder / "summary.json", folder / "summary.md"
 
 
-def data_stats_path(run_dir: Path) -> Path:
-    """The validation step's dataset statistics (promoted to the reference profile when the model is promoted)."""
-    return run_dir / "data" / "stats.json"
+def merge_facts(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Merge facts in order: a later value wins, except dicts (``reports``, ``steps``, ``data``), merged key by key."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return merged
 
 
-def robustness_heatmap_path(run_dir: Path) -> Path | None:
-    """The robustness step's heatmap figure, if it wrote one (the model card shows it)."""
-    found = sorted((run_dir / "robustness").glob("*heatmap*.png"))
-    return found[0] if found else None
+class TaskFacts:
+    """What one task tells the run summary, written as ``<facts output>/<step>.json`` (that task's own file).
+
+    Steps call :meth:`record` and :meth:`timed`; the component writes them with :meth:`written_to`, which writes
+    even when the step raises, so the summary shows which step failed.
+    """
+
+    def __init__(self) -> None:
+        self.facts: dict[str, Any] = {}
+
+    def record(self, **facts: Any) -> dict[str, Any]:
+        """Merge ``facts`` (dicts key by key, as :func:`merge_facts`); returns all facts so far."""
+        self.facts = merge_facts([self.facts, facts])
+        return self.facts
+
+    def report(self, key: str, folder: str, out_dir: Path, path: str | Path) -> None:
+        """Record report ``key`` at ``path`` (inside ``out_dir``) as ``<folder>/<relative path>`` in the run folder."""
+        self.record(reports={key: f"{folder}/{Path(path).resolve().relative_to(out_dir.resolve()).as_posix()}"})
+
+    @contextlib.contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Record the step's own wall time and status under ``steps.<name>`` (used by the pipeline benchmark)."""
+        started = time.perf_counter()
+        status = "failed"
+        try:
+            yield
+            status = "succeeded"
+        finally:
+            self.record(steps={name: {"seconds": round(time.perf_counter() - started, 3), "status": status}})
+
+    def write(self, folder: str | Path, name: str) -> Path:
+        """Write the facts as ``<folder>/<name>.json``; ``name`` is unique per task (a worker adds its index)."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{name}.json"
+        path.write_text(json.dumps(self.facts, indent=2, default=str))
+        return path
+
+    @classmethod
+    @contextlib.contextmanager
+    def written_to(cls, folder: str | Path, name: str) -> Iterator[TaskFacts]:
+        """Facts for one task, written to ``<folder>/<name>.json`` when the block ends, also when it raises."""
+        facts = cls()
+        try:
+            yield facts
+        finally:
+            facts.write(folder, name)
 
 
-def optuna_db_path(run_dir: Path) -> Path:
-    """The run's default (sqlite) Optuna storage."""
-    return run_dir / "tune" / "optuna.db"
+def collect_task_facts(job_dir: Path) -> dict[str, Any]:
+    """Every task's facts under one pipeline job's outputs (``<job>/<task>/facts/<step>.json``), merged.
+
+    Files are merged in order of their time of writing, so a later task's value wins as in the pipeline.
+    """
+    files = [p for p in Path(job_dir).rglob("*.json") if p.parent.name == "facts" and p.is_file()]
+    files.sort(key=lambda p: (p.stat().st_mtime, str(p)))
+    return merge_facts(json.loads(p.read_text()) for p in files)
 
 
-def gate_paths(run_dir: Path) -> tuple[Path, Path]:
-    """The gate verdict as (``gate.json``, ``gate.md``)."""
-    return run_dir / "gate" / "gate.json", run_dir / "gate" / "gate.md"
+def resolve_reports(facts: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+    """``facts`` with every report path made absolute against ``run_dir`` (facts store them relative to it)."""
+    reports = {k: str(run_dir / v) for k, v in dict(facts.get("reports", {})).items()}  # an absolute v stays v
+    return {**facts, "reports": reports} if reports else dict(facts)
 
 
-def index_path(run_dir: Path) -> Path:
-    """The page linking every report of the run."""
-    return run_dir / "index.html"
+_TASKS = {name for name, _ in RUN_FOLDER_LAYOUT}
 
 
-def summary_paths(run_dir: Path) -> tuple[Path, Path]:
-    """The exit handler's (``summary.json``, ``summary.md``)."""
-    return run_dir / "summary.json", run_dir / "summary.md"
+def _component_of(task_dir_name: str) -> str:
+    """``publish-reports-2`` -> ``publish-reports`` (KFP's suffix for a second use of one component)."""
+    return re.sub(r"-\d+$", "", task_dir_name)
 
 
-def _merge_json(path: Path, updates: dict[str, Any]) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    for key, value in updates.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key].update(value)
-        else:
-            data[key] = value
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-    return data
+def collect_run_folder(job_dir: Path, run_dir: Path) -> dict[str, Any]:
+    """Assemble ``run_dir`` from one local pipeline job's task outputs (:data:`RUN_FOLDER_LAYOUT`).
 
-
-def record_facts(run_dir: Path, **facts: Any) -> dict[str, Any]:
-    """Merge facts for the run summary into ``<run dir>/facts.json``; returns all facts so far."""
+    Copies each task's report bundle into its place, writes the merged ``facts.json``, and returns the merged
+    facts. What the exit handler wrote (``summary.json``/``.md``) is copied as is.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    return _merge_json(run_dir / "facts.json", facts)
-
-
-def read_facts(run_dir: Path) -> dict[str, Any]:
-    """The facts recorded so far (empty dict if none)."""
-    path = run_dir / "facts.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-@contextlib.contextmanager
-def timed_step(run_dir: Path, name: str) -> Iterator[None]:
-    """Record the step's own wall time in ``facts.json`` (used by the pipeline-overhead benchmark)."""
-    started = time.perf_counter()
-    status = "failed"
-    try:
-        yield
-        status = "succeeded"
-    finally:
-        record_facts(run_dir, steps={name: {"seconds": round(time.perf_counter() - started, 3), "status": status}})
+    # Tasks of a dsl.ParallelFor sit one level down (``for-loop-3-iteration-0/tune-worker/``).
+    for task_dir in sorted(p for p in Path(job_dir).rglob("*") if p.is_dir() and _component_of(p.name) in _TASKS):
+        component = _component_of(task_dir.name)
+        for (name, output), place in RUN_FOLDER_LAYOUT.items():
+            source = task_dir / output
+            if name != component or not source.exists():
+                continue
+            target = run_dir / place
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+    facts = collect_task_facts(job_dir)
+    (run_dir / "facts.json").write_text(json.dumps(facts, indent=2, default=str))
+    return facts
 
 
 class PipelineBusyError(RuntimeError):

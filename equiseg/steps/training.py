@@ -7,7 +7,7 @@ from pathlib import Path
 
 from equiseg.config import EquisegConfig, config_hash
 from equiseg.provenance import git_commit
-from equiseg.steps.run_folder import record_facts, step_dir, timed_step
+from equiseg.steps.run_folder import TaskFacts, output_folder
 from equiseg.tracking import Tracker, train_tracked
 
 __all__ = ["TrainedCandidate", "lineage_tags", "train_candidate"]
@@ -20,6 +20,7 @@ class TrainedCandidate:
     checkpoint: Path
     mlflow_run_id: str
     model_uri: str
+    config_hash: str = ""  # of the config it was trained with; registration must resolve the same one
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -48,14 +49,24 @@ def _log_data_report(tracker: Tracker, mlflow_run_id: str, data_dir: Path) -> No
 
 
 def train_candidate(
-    cfg: EquisegConfig, *, manifest: str | Path, data_root: str | Path, pipeline_run_id: str, dataset_version: str
+    cfg: EquisegConfig,
+    *,
+    manifest: str | Path,
+    data_root: str | Path,
+    pipeline_run_id: str,
+    dataset_version: str,
+    out_dir: str | Path,
+    data_report_dir: str | Path | None = None,
+    facts: TaskFacts | None = None,
 ) -> TrainedCandidate:
-    """Train the candidate, logging to one MLflow run with lineage tags, then log the model from its checkpoint."""
-    folder = step_dir(cfg, pipeline_run_id, "train")
+    """Train the candidate into ``out_dir``, logging to one MLflow run with lineage tags, then log the model from its
+    checkpoint. ``data_report_dir`` (the validation step's report folder) is logged to the run under ``data/``."""
+    facts = facts if facts is not None else TaskFacts()
+    folder = output_folder(cfg, out_dir)
     tracker = Tracker(cfg.tracking)
     tags = lineage_tags(cfg, pipeline_run_id=pipeline_run_id, dataset_version=dataset_version)
     run_name = f"train-{pipeline_run_id}"
-    with timed_step(folder.parent, "train"):
+    with facts.timed("train"):
         # train_tracked logs config, lineage, metrics, curves and the best model into one run.
         result = train_tracked(
             cfg,
@@ -70,9 +81,9 @@ def train_candidate(
     mlflow_run_id = result.mlflow_run_id
     if not result.model_uri:
         raise RuntimeError(f"training run {mlflow_run_id} logged no model; check the MLflow run for errors")
-    _log_data_report(tracker, str(mlflow_run_id), folder.parent / "data")
-    record_facts(
-        folder.parent,
+    if data_report_dir is not None:
+        _log_data_report(tracker, str(mlflow_run_id), Path(data_report_dir))
+    facts.record(
         mlflow_run_id=mlflow_run_id,
         model_uri=result.model_uri,
         train_metrics=result.metrics,
@@ -82,5 +93,6 @@ def train_candidate(
         checkpoint=Path(result.best_checkpoint),
         mlflow_run_id=str(mlflow_run_id),
         model_uri=result.model_uri,
+        config_hash=tags["equiseg.config_hash"],
         metrics={k: float(v) for k, v in result.metrics.items()},
     )

@@ -3,7 +3,6 @@ shared by that run's workers (docs/pipeline.md)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import optuna
 
 from equiseg.config import EquisegConfig
-from equiseg.steps.run_folder import optuna_db_path, record_facts, run_dir_for, step_dir, timed_step
+from equiseg.steps.run_folder import TaskFacts, output_folder
 from equiseg.tracking import Tracker
 from equiseg.tuning import make_storage, overlay_overrides, run_study
 
@@ -20,13 +19,17 @@ __all__ = ["create_study", "optuna_storage_for", "select_best_trial", "study_nam
 logger = logging.getLogger(__name__)
 
 
-def optuna_storage_for(cfg: EquisegConfig, pipeline_run_id: str, storage: str = "") -> str:
-    """The study storage: explicit > ``$EQUISEG_OPTUNA_STORAGE`` (a cluster secret) > ``tune.storage`` > sqlite in
-    the run folder (one worker only; parallel workers need PostgreSQL)."""
+def optuna_storage_for(cfg: EquisegConfig, storage: str = "") -> str:
+    """The study storage: explicit > ``$EQUISEG_OPTUNA_STORAGE`` (a cluster secret) > ``tune.storage`` > one sqlite
+    database beside the runs, ``<pipeline.output_dir>/optuna.db`` (one study per run in it; one worker only, parallel
+    workers need PostgreSQL). Every task of a run reaches the study through this storage, never through a file path
+    of another task."""
     explicit = storage or os.environ.get("EQUISEG_OPTUNA_STORAGE", "") or cfg.tune.storage
     if explicit:
         return explicit
-    return f"sqlite:///{optuna_db_path(run_dir_for(cfg, pipeline_run_id))}"
+    out = Path(cfg.pipeline.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{out / 'optuna.db'}"
 
 
 def study_name_for(cfg: EquisegConfig, pipeline_run_id: str) -> str:
@@ -34,18 +37,18 @@ def study_name_for(cfg: EquisegConfig, pipeline_run_id: str) -> str:
     return f"{cfg.tune.study_name}-{pipeline_run_id}"
 
 
-def create_study(cfg: EquisegConfig, *, pipeline_run_id: str, storage: str = "") -> str:
+def create_study(cfg: EquisegConfig, *, pipeline_run_id: str, storage: str = "", facts: TaskFacts | None = None) -> str:
     """Create the run's study (and the storage schema) once, before the workers fan out.
 
     Parallel workers that each create the schema of an empty PostgreSQL database race on ``CREATE TABLE``
     (``UniqueViolation``); one creator avoids that. Returns the study name.
     """
+    facts = facts if facts is not None else TaskFacts()
     name = study_name_for(cfg, pipeline_run_id)
-    folder = step_dir(cfg, pipeline_run_id, "tune")  # also where the default sqlite storage lives
-    with timed_step(folder.parent, "create_study"):
+    with facts.timed("create_study"):
         optuna.create_study(
             study_name=name,
-            storage=make_storage(optuna_storage_for(cfg, pipeline_run_id, storage)),
+            storage=make_storage(optuna_storage_for(cfg, storage)),
             direction="maximize",
             load_if_exists=True,
         )
@@ -60,18 +63,22 @@ def tune_worker(
     pipeline_run_id: str,
     worker: int,
     trials: int,
+    out_dir: str | Path,
     storage: str = "",
+    facts: TaskFacts | None = None,
 ) -> int:
-    """One tuning worker: ``trials`` trials of the run's shared study; returns the finished trials in the study."""
-    folder = step_dir(cfg, pipeline_run_id, "tune")
-    with timed_step(folder.parent, f"tune_worker_{worker}"):
+    """One tuning worker: ``trials`` trials of the run's shared study, its files in ``<out_dir>/worker-<worker>``
+    (workers never share a folder); returns the finished trials in the study."""
+    facts = facts if facts is not None else TaskFacts()
+    folder = output_folder(cfg, Path(out_dir) / f"worker-{worker}")
+    with facts.timed(f"tune_worker_{worker}"):
         result = run_study(
             cfg.replace(**{"tune.study_name": study_name_for(cfg, pipeline_run_id)}),
             manifest=Path(manifest),
             data_root=Path(data_root),
-            out_dir=folder / f"worker-{worker}",
+            out_dir=folder,
             trials=trials,
-            storage=optuna_storage_for(cfg, pipeline_run_id, storage),
+            storage=optuna_storage_for(cfg, storage),
             workers=1,
             tracker=Tracker(cfg.tracking),
         )
@@ -86,13 +93,12 @@ def _best_trial_overrides(storage: str, study_name: str) -> list[str]:
     return overlay_overrides(study.best_trial.params)
 
 
-def select_best_trial(cfg: EquisegConfig, *, pipeline_run_id: str, storage: str = "") -> list[str]:
+def select_best_trial(
+    cfg: EquisegConfig, *, pipeline_run_id: str, storage: str = "", facts: TaskFacts | None = None
+) -> list[str]:
     """The best trial of the run's study as ``key=value`` overrides (empty if no trial completed)."""
-    folder = step_dir(cfg, pipeline_run_id, "tune")
-    with timed_step(folder.parent, "select_best_trial"):
-        overrides = _best_trial_overrides(
-            optuna_storage_for(cfg, pipeline_run_id, storage), study_name_for(cfg, pipeline_run_id)
-        )
-    (folder / "best_overrides.json").write_text(json.dumps(overrides, indent=2))
-    record_facts(folder.parent, tuned_overrides=overrides)
+    facts = facts if facts is not None else TaskFacts()
+    with facts.timed("select_best_trial"):
+        overrides = _best_trial_overrides(optuna_storage_for(cfg, storage), study_name_for(cfg, pipeline_run_id))
+    facts.record(tuned_overrides=overrides)
     return overrides

@@ -11,13 +11,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from kfp.dsl import Artifact
 
 import components
 from equiseg.config import load_config
 from equiseg.promotion.verdict import Check, GateVerdict
-from equiseg.steps import record_facts, write_run_summary
+from equiseg.steps import TaskFacts, write_run_summary
 from equiseg.steps.alerts import AlertPolicy, send_alert
-from equiseg.steps.run_folder import gate_paths, run_dir_for
+from equiseg.steps.run_folder import run_dir_for
 
 RUN_ID = "alerts-run-1"
 
@@ -63,31 +64,47 @@ def cfg(tmp_path: Path) -> Any:
     return load_config("smoke", (f"pipeline.output_dir={tmp_path / 'runs'}",))
 
 
-def _blocked_gate(run_dir: Path) -> None:
-    """What the gate step leaves behind when it blocks: gate.json / gate.md and the facts."""
+def _blocked_gate(job_dir: Path) -> None:
+    """What the gate task leaves behind when it blocks: its verdict folder and its own facts output."""
     checks = [
         Check("floor.clean_miou", 41.0, 50.0, -9.0, False, "clean mIoU 41.00 is below the floor 50.00"),
         Check("floor.emm_avg", 30.0, 20.0, 10.0, True, "EMM avg 30.00 clears 20.00"),
     ]
     verdict = GateVerdict(passed=False, checks=checks, mode="enabled", first_run=True)
-    gate_json, gate_md = gate_paths(run_dir)
-    gate_json.parent.mkdir(parents=True)
-    gate_json.write_text(json.dumps(verdict.to_dict()))
-    gate_md.write_text("# gate\n")
-    record_facts(run_dir, gate_decision=verdict.headline(), gate_passed=False, reports={"gate_verdict": str(gate_md)})
+    folder = job_dir / "gate" / "verdict"
+    folder.mkdir(parents=True)
+    (folder / "gate.json").write_text(json.dumps(verdict.to_dict()))
+    (folder / "gate.md").write_text("# gate\n")
+    facts = TaskFacts()
+    facts.report("gate_verdict", "gate", folder, folder / "gate.md")
+    failing = [{"name": c.name, "value": c.value, "threshold": c.threshold, "reason": c.reason} for c in checks[:1]]
+    facts.record(gate_decision=verdict.headline(), gate_passed=False, gate_failing_checks=failing)
+    facts.write(job_dir / "gate" / "facts", "gate")
 
 
-def test_blocked_gate_sends_verdict_failing_checks_and_report_links(cfg: Any, hook: Hook) -> None:
+def _summary(cfg: Any, job_dir: Path, state: str, **kwargs: Any) -> Path:
+    """The exit handler's summary of the job whose task outputs are under ``job_dir``."""
+    return write_run_summary(
+        cfg,
+        pipeline_run_id=RUN_ID,
+        state=state,
+        out_dir=job_dir / "run-summary" / "summary",
+        task_outputs=job_dir,
+        **kwargs,
+    )
+
+
+def test_blocked_gate_sends_verdict_failing_checks_and_report_links(cfg: Any, hook: Hook, tmp_path: Path) -> None:
     run_dir = run_dir_for(cfg, RUN_ID)
-    _blocked_gate(run_dir)
-    write_run_summary(cfg, pipeline_run_id=RUN_ID, state="SUCCEEDED", alert_webhook=hook.url)
+    _blocked_gate(tmp_path / "job")
+    _summary(cfg, tmp_path / "job", "SUCCEEDED", alert_webhook=hook.url)
     assert len(hook.bodies) == 1
     alert = hook.bodies[0]
     assert alert["event"] == "gate_blocked" and alert["pipeline_run_id"] == RUN_ID
     assert "floor.clean_miou" in alert["verdict"]
     assert [c["name"] for c in alert["failing_checks"]] == ["floor.clean_miou"]
     assert alert["failing_checks"][0]["threshold"] == 50.0
-    assert alert["reports"]["gate verdict"].endswith("gate.md")
+    assert alert["reports"]["gate verdict"] == str(run_dir / "gate" / "gate.md")
     assert alert["reports"]["run summary"] == str(run_dir / "summary.md")
 
 
@@ -96,25 +113,28 @@ def test_failed_step_alerts_through_the_exit_handler_component(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the smoke profile's pipeline.output_dir (runs/) lands here
     status = SimpleNamespace(state="FAILED", error_message="task train failed: CUDA out of memory")
+    summary = Artifact(name="summary", uri=str(tmp_path / "job" / "run-summary" / "summary"), metadata={})
     components.run_summary.python_func(
-        profile="smoke", overrides=[], pipeline_run_id=RUN_ID, status=status, alert_webhook=hook.url
+        profile="smoke", overrides=[], pipeline_run_id=RUN_ID, status=status, summary=summary, alert_webhook=hook.url
     )
     (alert,) = hook.bodies
     assert alert["event"] == "run_failed" and alert["state"] == "FAILED"
     assert alert["error"] == "task train failed: CUDA out of memory"
     assert alert["verdict"] == "not reached" and alert["failing_checks"] == []
-    assert json.loads((tmp_path / "runs" / RUN_ID / "summary.json").read_text())["state"] == "FAILED"
+    assert json.loads((Path(summary.path) / "summary.json").read_text())["state"] == "FAILED"
+    assert not (tmp_path / "runs").exists()  # the exit handler writes only its own output
 
 
 def test_webhook_from_the_environment_and_no_alert_for_a_good_run(
-    cfg: Any, hook: Hook, monkeypatch: pytest.MonkeyPatch
+    cfg: Any, hook: Hook, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("EQUISEG_ALERT_WEBHOOK", hook.url)
-    run_dir = run_dir_for(cfg, RUN_ID)
-    record_facts(run_dir, gate_decision="passed (2 checks)", gate_passed=True)
-    write_run_summary(cfg, pipeline_run_id=RUN_ID, state="SUCCEEDED")
+    facts = TaskFacts()
+    facts.record(gate_decision="passed (2 checks)", gate_passed=True)
+    facts.write(tmp_path / "job" / "gate" / "facts", "gate")
+    _summary(cfg, tmp_path / "job", "SUCCEEDED")
     assert hook.bodies == []
-    write_run_summary(cfg, pipeline_run_id=RUN_ID, state="FAILED", error_message="boom")
+    _summary(cfg, tmp_path / "job", "FAILED", error_message="boom")
     assert [b["event"] for b in hook.bodies] == ["run_failed"]
 
 
@@ -130,17 +150,16 @@ def test_alert_retries_server_errors_then_delivers() -> None:
 
 
 def test_unreachable_webhook_is_logged_and_never_fails_the_run(
-    cfg: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    cfg: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     dead = Hook()
     url = dead.url
     dead.server.shutdown()
     dead.server.server_close()  # nothing listens on the port any more
     monkeypatch.setattr("equiseg.steps.alerts.time.sleep", lambda s: None)
-    run_dir = run_dir_for(cfg, RUN_ID)
-    _blocked_gate(run_dir)
+    _blocked_gate(tmp_path / "job")
     with caplog.at_level("WARNING", logger="equiseg.steps.alerts"):
-        summary = write_run_summary(cfg, pipeline_run_id=RUN_ID, state="SUCCEEDED", alert_webhook=url)
+        summary = _summary(cfg, tmp_path / "job", "SUCCEEDED", alert_webhook=url)
     assert summary.is_file()
     assert "not delivered after 4 attempts" in caplog.text
 

@@ -1,4 +1,5 @@
-"""The pipeline compiles for both targets; the cluster target carries GPUs, node pool, shm, PVC and secrets."""
+"""The pipeline compiles for both targets; the cluster target carries the GPU image and GPUs on exactly the GPU
+steps, node pool, shm, PVC, secrets, requests and limits, and retries on the steps that call services."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ STEPS = {
     "run-summary",
 }
 GPU_STEPS = {"tune-worker", "train", "evaluate-robustness", "gate"}
+# Steps that call a service (MLflow, Optuna storage, DVC remote, registry) and are retried with backoff.
+SERVICE_STEPS = STEPS - {"prepare-data", "publish-reports", "publish-reports-2", "run-summary"}
+# Steps whose outputs do not depend on the pipeline run: the run id is not one of their inputs (cache keys can hit).
+RUN_INDEPENDENT = {"prepare-data", "validate-data", "version-data", "evaluate-robustness", "gate"}
 
 
 def _load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -72,6 +77,46 @@ def test_tuning_fans_out_over_the_cluster_profiles_workers(cluster_yaml: Path) -
     assert defaults["optuna_storage"]["defaultValue"].startswith("postgresql")
 
 
+def _tasks(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every task of the compiled pipeline, nested groups included, by task name."""
+    tasks: dict[str, dict[str, Any]] = {}
+    for component in [spec["root"], *spec["components"].values()]:
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
+def test_gpu_image_on_exactly_the_tasks_that_request_a_gpu(cluster_yaml: Path) -> None:
+    spec, _ = _load(cluster_yaml)
+    pcfg = load_config("cluster").pipeline
+    assert pcfg.gpu_image != pcfg.image
+    images = {}
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        container = executor["container"]
+        wants_gpu = "accelerator" in container.get("resources", {})
+        images[name.removeprefix("exec-")] = (container["image"], wants_gpu)
+    assert {step for step, (_, gpu) in images.items() if gpu} == GPU_STEPS
+    for step, (image, wants_gpu) in images.items():
+        assert image == (pcfg.gpu_image if wants_gpu else pcfg.image), step
+
+
+def test_retries_on_service_steps_and_the_run_id_only_where_outputs_depend_on_it(cluster_yaml: Path) -> None:
+    spec, _ = _load(cluster_yaml)
+    pcfg = load_config("cluster").pipeline
+    tasks = _tasks(spec)
+    for step in STEPS:
+        policy = tasks[step].get("retryPolicy")
+        if step in SERVICE_STEPS:
+            assert policy["maxRetryCount"] == pcfg.retries and policy["backoffDuration"] == pcfg.retry_backoff, step
+            assert policy["backoffFactor"] == pcfg.retry_backoff_factor, step
+        else:
+            assert policy is None, step
+        inputs = set(tasks[step].get("inputs", {}).get("parameters", {}))
+        assert ("pipeline_run_id" in inputs) == (step not in RUN_INDEPENDENT), step
+    cached = {t for t, spec_ in tasks.items() if spec_.get("cachingOptions", {}).get("enableCache")}
+    assert cached == {s.replace("_", "-") for s in pcfg.cached_steps}
+    assert "run-summary" not in cached
+
+
 def test_cluster_target_puts_gpus_tolerations_shm_pvc_and_secrets_on_the_right_tasks(cluster_yaml: Path) -> None:
     spec, platform = _load(cluster_yaml)
     pcfg = load_config("cluster").pipeline
@@ -91,7 +136,8 @@ def test_cluster_target_puts_gpus_tolerations_shm_pvc_and_secrets_on_the_right_t
         assert {pcfg.mlflow_secret, pcfg.s3_secret, pcfg.postgres_secret} <= secrets, step
         assert kube["pvcMount"][0]["mountPath"] == "/data/equiseg", step
         assert container["resources"]["resourceCpuRequest"] == pcfg.cpu_request, step
-        assert container["image"] == pcfg.image
+        assert container["resources"]["resourceCpuLimit"] == pcfg.cpu_limit, step
+        assert container["resources"]["resourceMemoryLimit"] == pcfg.memory_limit, step
     # Credentials never appear as values in the compiled spec.
     assert "password:" not in cluster_yaml.read_text().replace("secretKey: password", "")
 

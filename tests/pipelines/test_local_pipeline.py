@@ -56,6 +56,12 @@ def test_local_run_validates_versions_trains_gates_and_registers(
     # Every step recorded its own time; the summary says the run succeeded.
     assert {"prepare_data", "validate_data", "train", "evaluate_robustness", "gate"} <= set(summary["steps"])
     assert "SUCCEEDED" in (run.run_dir / "summary.md").read_text()
+    # The run folder holds only what the launcher assembled from the task outputs (docs/pipeline.md, "Data flow").
+    assert {p.name for p in run.run_dir.iterdir()} == {
+        *("data", "tune", "train", "robustness", "gate", "registry"),
+        *("index.html", "facts.json", "summary.json", "summary.md"),
+    }
+    assert (run.run_dir / "registry" / "model_card.html").is_file()
 
 
 @pytest.mark.slow
@@ -68,6 +74,8 @@ def test_second_run_rescores_the_champion_on_the_same_data(workdir: Path, tiny_p
     assert gate["first_run"] is False
     assert gate["champion_version"] is not None
     assert second.summary["gate_decision"]
+    # The drift reference is the champion's training data statistics, read from its MLflow run.
+    assert (second.run_dir / "data" / "reference" / "stats.json").is_file()
 
 
 def test_failed_step_still_writes_the_summary(workdir: Path, tiny_pipeline_overrides: list[str]) -> None:
