@@ -16,6 +16,9 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+# OpenMP threads sleep instead of spinning while they wait: on a shared 2-core machine spinning threads steal the
+# core the work needs (docs/pipeline.md has the measurement).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help setup browser images mlflow-server run test test-slow test-postgres lint typecheck bench clean
 

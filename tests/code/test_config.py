@@ -98,7 +98,7 @@ def test_bad_yaml_file_is_rejected(tmp_path: Path) -> None:
 
 def test_flatten_gives_string_dot_keys() -> None:
     flat = flatten_config(load_config("smoke"))
-    assert flat["train.lr"] == "0.0006"
+    assert flat["train.lr"] == "0.002"
     assert flat["data.modalities"] == "rgb,depth,thermal"
     assert flat["model.name"] == "equiseg_tiny"
     assert flat["tune.search_space.train.lr.log"] == "True"
@@ -131,7 +131,7 @@ def test_cli_config_show_and_errors() -> None:
     assert result.exit_code == 2
     assert "valid keys" in result.output and "train.lr (float)" in result.output
     result = runner.invoke(cli, ["config", "show", "--flat"])
-    assert "train.lr=0.0006" in result.output
+    assert "train.lr=0.002" in result.output
     result = runner.invoke(cli, ["config", "validate"])
     assert result.exit_code == 0 and "smoke.yaml" in result.output
 
