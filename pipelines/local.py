@@ -123,6 +123,7 @@ def _docker_platform(cfg: EquisegConfig, settings: DockerSettings) -> _DockerPla
             "EQUISEG_STATE_DIR": "/tmp/equiseg-state",
             "HOME": "/tmp",  # the launcher's uid may not own the image's home
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),  # as `make` sets it (docs/pipeline.md)
         },
         volume=volume,
         tracking_uri=server.url,
