@@ -57,6 +57,7 @@ RULES: tuple[_Rule, ...] = (
     ("train.grad_clip", _at_least(0), "a number >= 0 (0 disables clipping)"),
     ("train.checkpoint_every_steps", _at_least(0), "an integer >= 0 (0: epoch ends only)"),
     ("train.eval_robustness_every", _at_least(1), "an integer >= 1"),
+    ("train.early_stop_patience", _at_least(0), "an integer >= 0 (0: no early stopping)"),
     ("tune.trials", _at_least(1), "an integer >= 1"),
     ("tune.workers", _at_least(1), "an integer >= 1"),
     ("tune.epochs_per_trial", _at_least(1), "an integer >= 1"),

@@ -72,6 +72,8 @@ class TrainConfig:
     deterministic: bool = True  # deterministic algorithms on CPU
     checkpoint_every_steps: int = 0  # mid-epoch checkpoints; 0 = only at epoch ends
     eval_robustness_every: int = 1  # quick suite every N epochs (and the last); best.pt maximises (clean+EMM)/2
+    # stop once this many epochs passed since the best validation objective (a plateau); 0 = run every epoch
+    early_stop_patience: int = 0
     output_dir: str = "runs/train"
 
 

@@ -71,6 +71,8 @@ def train_hash(cfg: EquisegConfig) -> str:
     train = {k: v for k, v in raw["train"].items() if k not in ("output_dir", "checkpoint_every_steps")}
     if train.get("modality_dropout_mode") == "zero":  # the behaviour before the option existed: old runs still match
         del train["modality_dropout_mode"]
+    if not train.get("early_stop_patience"):  # likewise: no early stopping is what every older run did
+        train.pop("early_stop_patience", None)
     return stable_hash({"data": data, "model": raw["model"], "train": train})
 
 
