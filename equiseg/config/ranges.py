@@ -45,6 +45,7 @@ RULES: tuple[_Rule, ...] = (
     ("data.drift_threshold", _at_least(0), "a number >= 0"),
     ("model.drop_path_rate", _within(0, 1, open_high=True), "a rate in [0, 1)"),
     ("model.sgm_weight", _at_least(0), "a number >= 0"),
+    ("data.dominance", _within(0, 1), "a fraction in [0, 1] (0: balanced world)"),
     ("train.epochs", _at_least(1), "an integer >= 1"),
     ("train.batch_size", _at_least(1), "an integer >= 1"),
     ("train.lr", _above(0), "a number > 0"),

@@ -25,6 +25,11 @@ class DataConfig:
     val_fraction: float = 0.25
     test_fraction: float = 0.0
     conditions: bool = True  # synthetic: add condition tags (night, fog) to some samples
+    conditions_split: Literal["all", "test"] = "all"  # synthetic: "test" confines night/fog to the test split
+    # synthetic dominance dial (docs/data.md): the modality that alone carries the classes it reveals, and how far
+    # (0 = the balanced world, 1 = the others show none of those classes)
+    dominant_modality: str = ""
+    dominance: float = 0.0
     seed: int = 0
     num_workers: int = 0  # DataLoader / validator worker processes
     quarantine_max_fraction: float = 0.05  # validation blocks the run above this share of quarantined samples

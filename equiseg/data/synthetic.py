@@ -51,9 +51,11 @@ __all__ = [
     "CLASS_NAMES",
     "CLASS_TABLE",
     "DEPTH_MAX_MM",
+    "DOMINANT_MODALITIES",
     "SYNTHETIC_CLASS_SET",
     "SYNTHETIC_MODALITIES",
     "SyntheticClass",
+    "class_gains",
     "generate_from_config",
     "generate_synthetic",
     "render_sample",
@@ -105,6 +107,28 @@ CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASS_TABLE)
 # Relative frequency of each object class (index = class id; ground is the background, never placed).
 _CLASS_WEIGHTS = np.array([0.0, 0.16, 0.16, 0.16, 0.14, 0.14, 0.10, 0.14])
 _MODALITY_CHANNELS = {"rgb": 3, "depth": 1, "thermal": 1, "lidar": 1, "event": 1, "hha": 3}
+#: Modalities the dominance dial can favour: the three that carry class signal of their own.
+DOMINANT_MODALITIES: tuple[str, ...] = ("rgb", "depth", "thermal")
+
+
+def class_gains(dominant: str, dominance: float) -> dict[str, np.ndarray]:
+    """The dominance dial: per sensor, the share of each class's signature it still shows (index = class id).
+
+    With ``dominance`` d towards ``dominant`` D, every object class D reveals keeps its full signature in D and only
+    ``1 - d`` of it in the other sensors (colour blended towards the ground's, temperature offset and height scaled).
+    So d = 0 is the balanced world, and at d = 1 D alone carries every class it reveals (for RGB: lane, vehicle, tree,
+    puddle, pole; depth: plinth, vehicle, tree, pole; thermal: heated plate, vehicle, tree, puddle), while the others
+    keep only the classes D cannot see.
+    """
+    gains = {m: np.ones(len(CLASS_TABLE)) for m in DOMINANT_MODALITIES}
+    if not dominant or dominance <= 0.0:
+        return gains
+    for cls in CLASS_TABLE[1:]:
+        if dominant in cls.reveals:
+            for modality in DOMINANT_MODALITIES:
+                if modality != dominant:
+                    gains[modality][cls.id] = 1.0 - dominance
+    return gains
 
 
 def render_sample(
@@ -115,8 +139,19 @@ def render_sample(
     night: bool = False,
     fog: bool = False,
     num_classes: int = len(CLASS_TABLE),
+    dominant: str = "",
+    dominance: float = 0.0,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Render one scene: ``({modality: uint8/uint16 (H, W[, C])}, label uint8 (H, W))``."""
+    """Render one scene: ``({modality: uint8/uint16 (H, W[, C])}, label uint8 (H, W))``.
+
+    ``dominant`` / ``dominance``: the dominance dial (:func:`class_gains`); the defaults render the balanced world
+    byte for byte as before the dial existed.
+    """
+    gains = class_gains(dominant, dominance)
+    dialled = bool(dominant) and dominance > 0.0
+    # per-pixel share of the object's height seen by RGB shading and by the range sensors (1 without the dial)
+    rgb_height_gain = np.ones((size, size), dtype=np.float32) if dialled else None
+    depth_height_gain = np.ones((size, size), dtype=np.float32) if dialled else None
     yy, xx = pixel_grid(size)
     # Ground: one albedo + texture shared by ground, plinths and heated plates (so RGB cannot tell them apart).
     ground_rgb = (np.array([0.46, 0.42, 0.36]) + rng.uniform(-0.06, 0.06, size=3)).astype(np.float32)
@@ -129,6 +164,9 @@ def render_sample(
     label = np.zeros((size, size), dtype=np.uint8)
     albedo = ground_rgb[None, None, :] * texture[:, :, None]
     temperature = ambient_c + 1.2 * value_noise(rng, size, (3,))
+    # the ground as it would look without objects: what the dial blends a class's signature back towards
+    ground_albedo = albedo.copy() if dialled else albedo
+    ground_temp = temperature.copy() if dialled else temperature
 
     weights = _CLASS_WEIGHTS[:num_classes] / sum(_CLASS_WEIGHTS[:num_classes].tolist())
     n_objects = int(rng.integers(4, 10))
@@ -164,12 +202,17 @@ def render_sample(
         elif cls == 3:
             region_temp[visible] = ambient_c + rng.uniform(12.0, 25.0)
         # cls 2 (plinth) keeps the ground's albedo and temperature: only its height differs.
+        if dialled:
+            _attenuate(cls, gains, box, visible, region_albedo, region_temp, ground_albedo, ground_temp)
+            assert rgb_height_gain is not None and depth_height_gain is not None
+            rgb_height_gain[box][visible] = gains["rgb"][cls]
+            depth_height_gain[box][visible] = gains["depth"][cls]
 
     # Geometry shared by all sensors: depth along a tilted view, normals from the height field.
     metres_per_px = _SCENE_METRES / size
     tilt = 1.0 + 0.3 * (1.0 - yy / max(size - 1, 1))
-    depth_m = (_CAMERA_HEIGHT_M - height) * tilt
-    gy, gx = np.gradient(height, metres_per_px)
+    depth_m = (_CAMERA_HEIGHT_M - (height if depth_height_gain is None else height * depth_height_gain)) * tilt
+    gy, gx = np.gradient(height if rgb_height_gain is None else height * rgb_height_gain, metres_per_px)
     norm = np.sqrt(gx**2 + gy**2 + 1.0)
     azimuth, elevation = rng.uniform(0, 2 * np.pi), rng.uniform(0.6, 1.2)
     # Python floats (not numpy float64 scalars) keep the arrays float32 under NumPy 2 promotion rules.
@@ -221,6 +264,24 @@ def render_sample(
         hha = np.stack([disparity, above, angle], axis=2) + sensor_noise(rng, (size, size, 3), 0.004)
         out["hha"] = to_uint8(hha * 255.0)  # sensor noise: never a dead channel
     return out, label
+
+
+def _attenuate(
+    cls: int,
+    gains: dict[str, np.ndarray],
+    box: tuple[slice, slice],
+    visible: np.ndarray,
+    region_albedo: np.ndarray,
+    region_temp: np.ndarray,
+    ground_albedo: np.ndarray,
+    ground_temp: np.ndarray,
+) -> None:
+    """Blend one object's colour and temperature back towards the ground's by the dial's gains (in place)."""
+    g_rgb, g_thermal = float(gains["rgb"][cls]), float(gains["thermal"][cls])
+    if g_rgb < 1.0:
+        region_albedo[visible] = region_albedo[visible] * g_rgb + ground_albedo[box][visible] * (1.0 - g_rgb)
+    if g_thermal < 1.0:
+        region_temp[visible] = region_temp[visible] * g_thermal + ground_temp[box][visible] * (1.0 - g_thermal)
 
 
 def _clear_previous(out_dir: Path, overwrite: bool) -> None:
@@ -283,6 +344,9 @@ def generate_synthetic(
     val_fraction: float = 0.25,
     test_fraction: float = 0.0,
     num_classes: int | None = None,
+    dominant: str = "",
+    dominance: float = 0.0,
+    conditions_split: str = "all",
     progress: bool = True,
     overwrite: bool = False,
 ) -> Path:
@@ -302,6 +366,11 @@ def generate_synthetic(
         val_fraction: share of samples in the ``val`` split.
         test_fraction: share of samples in the ``test`` split.
         num_classes: use only classes ``0 .. num_classes-1`` of :data:`CLASS_TABLE` (2 to 8; default all 8).
+        dominant: the modality the dominance dial favours (one of :data:`DOMINANT_MODALITIES`; "" = none).
+        dominance: how far it dominates, 0 (balanced) to 1 (it alone carries every class it reveals;
+            :func:`class_gains`).
+        conditions_split: ``"all"`` tags night/fog scenes in every split; ``"test"`` only in the test split (train
+            and val stay day/clear, so adverse conditions are unseen in training).
         progress: show a tqdm progress bar.
         overwrite: allow a non-empty ``out_dir``; the files an earlier run wrote (listed in its manifest) are
             removed, nothing else.
@@ -325,6 +394,14 @@ def generate_synthetic(
         raise ValueError(
             f"num_classes must be between 2 and {len(CLASS_TABLE)} for the synthetic world, got {n_classes}"
         )
+    if dominant and dominant not in DOMINANT_MODALITIES:
+        raise ValueError(f"dominant modality {dominant!r} is not one of {DOMINANT_MODALITIES}; or '' for none")
+    if not 0.0 <= dominance <= 1.0:
+        raise ValueError(f"dominance must be in [0, 1] (0 = balanced), got {dominance}")
+    if conditions_split not in ("all", "test"):
+        raise ValueError(f"conditions_split must be 'all' or 'test', got {conditions_split!r}")
+    if conditions_split == "test" and test_fraction <= 0:
+        raise ValueError("conditions_split='test' needs a test split; set test_fraction > 0, e.g. 0.2")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous(out_dir, overwrite)
@@ -334,7 +411,11 @@ def generate_synthetic(
         rng = np.random.default_rng([seed, index])
         night = conditions and bool(rng.random() < 0.25)
         fog = conditions and bool(rng.random() < 0.2)
-        arrays, label = render_sample(rng, size, modalities, night=night, fog=fog, num_classes=n_classes)
+        if conditions_split == "test" and splits[index] != "test":  # the draws above keep every stream aligned
+            night = fog = False
+        arrays, label = render_sample(
+            rng, size, modalities, night=night, fog=fog, num_classes=n_classes, dominant=dominant, dominance=dominance
+        )
         sample_id = f"syn{index:06d}"
         files: dict[str, dict[str, object]] = {}
         for modality in modalities:
@@ -370,6 +451,10 @@ def generate_synthetic(
     table = rows_to_table(rows, modalities, num_classes=n_classes, source="synthetic")
     generator = {"samples": samples, "size": size, "modalities": list(modalities), "seed": seed}
     generator.update(conditions=conditions, val_fraction=val_fraction, test_fraction=test_fraction)
+    if dominant and dominance > 0.0:  # recorded only when set, so the balanced world's manifest is unchanged
+        generator.update(dominant=dominant, dominance=dominance)
+    if conditions_split != "all":
+        generator.update(conditions_split=conditions_split)
     metadata = dict(table.schema.metadata or {})
     metadata[b"equiseg.generator"] = json.dumps(generator, sort_keys=True).encode()
     table = table.replace_schema_metadata(metadata)
@@ -394,6 +479,9 @@ def generate_from_config(data: DataConfig, out_dir: Path, *, progress: bool = Fa
         val_fraction=data.val_fraction,
         test_fraction=data.test_fraction,
         num_classes=data.num_classes,
+        dominant=data.dominant_modality,
+        dominance=data.dominance,
+        conditions_split=data.conditions_split,
         progress=progress,
         overwrite=True,
     )
