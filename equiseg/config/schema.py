@@ -204,6 +204,10 @@ class ExperimentConfig:
     bootstrap_seed: int = 0
     output_dir: str = "runs/claim"  # data, one folder per model x seed, results.json, figures
     results_doc: str = "docs/results.md"  # Markdown report written at the end (figures in <stem>/ beside it)
+    # study (`equiseg experiment study`): data.dominance settings to sweep (empty: data.dominance only), and the
+    # folder of the per-run summary JSON files the tables are rebuilt from ("" = <output_dir>/summaries)
+    dominance_levels: tuple[float, ...] = ()
+    summary_dir: str = ""
 
 
 @dataclass(frozen=True)
