@@ -218,8 +218,9 @@ def test_committed_smoke_summaries_reproduce_the_results_doc() -> None:
 def test_gpu_study_bench_runs_a_tiny_study_on_cpu(tmp_path: Path) -> None:
     sets = [
         "data.samples=16", "data.image_size=32", "train.epochs=1", "robustness.suite=quick",
-        "robustness.severities=[3]", "experiment.seeds=[0]", "experiment.dominance_levels=[0.5]", f"experiment.output_dir={tmp_path / 'runs'}",
-        f"experiment.summary_dir={tmp_path / 'summaries'}", "train.device=cpu",
+        "robustness.severities=[3]", "experiment.seeds=[0]", "experiment.dominance_levels=[0.5]",
+        f"experiment.output_dir={tmp_path / 'runs'}", f"experiment.summary_dir={tmp_path / 'summaries'}",
+        "train.device=cpu",
     ]  # fmt: skip
     command = [sys.executable, str(REPO / "bench" / "gpu_study.py"), "--profile", "study-smoke", "--jobs", "2"]
     command += [f"--set={item}" for item in sets] + ["--out", str(tmp_path / "out")]
