@@ -10,6 +10,7 @@ import click
 from equiseg.cli.common import config_options, emit, json_option, progress_option, resolve_config
 from equiseg.config import ConfigError
 from equiseg.experiments import run_claim
+from equiseg.experiments.study import analyse_study, load_summaries, run_study, write_study_report
 
 __all__ = ["group"]
 
@@ -113,8 +114,6 @@ def study(
     many hours on 2 cores, resumable), study-gpu (bench/gpu_study.py runs it on one GPU). Finished runs are
     reused, so the study may span sittings: commit the summaries as they come.
     """
-    from equiseg.experiments.study import analyse_study, load_summaries, run_study, write_study_report
-
     cfg = resolve_config(profile, overrides)
     try:
         if not analyse_only:

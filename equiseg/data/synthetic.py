@@ -33,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from equiseg.config import DataConfig
+from equiseg.data.dominance import DOMINANT_MODALITIES, attenuate, class_gains
 from equiseg.data.io import save_png
 from equiseg.data.manifest import (
     MANIFEST_NAME,
@@ -45,7 +46,7 @@ from equiseg.data.manifest import (
     rows_to_table,
     write_manifest,
 )
-from equiseg.data.procedural import object_mask, pixel_grid, sensor_noise, to_uint8, value_noise
+from equiseg.data.procedural import derived_sensors, object_mask, pixel_grid, sensor_noise, to_uint8, value_noise
 
 __all__ = [
     "CLASS_NAMES",
@@ -55,7 +56,6 @@ __all__ = [
     "SYNTHETIC_CLASS_SET",
     "SYNTHETIC_MODALITIES",
     "SyntheticClass",
-    "class_gains",
     "generate_from_config",
     "generate_synthetic",
     "render_sample",
@@ -107,28 +107,6 @@ CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASS_TABLE)
 # Relative frequency of each object class (index = class id; ground is the background, never placed).
 _CLASS_WEIGHTS = np.array([0.0, 0.16, 0.16, 0.16, 0.14, 0.14, 0.10, 0.14])
 _MODALITY_CHANNELS = {"rgb": 3, "depth": 1, "thermal": 1, "lidar": 1, "event": 1, "hha": 3}
-#: Modalities the dominance dial can favour: the three that carry class signal of their own.
-DOMINANT_MODALITIES: tuple[str, ...] = ("rgb", "depth", "thermal")
-
-
-def class_gains(dominant: str, dominance: float) -> dict[str, np.ndarray]:
-    """The dominance dial: per sensor, the share of each class's signature it still shows (index = class id).
-
-    With ``dominance`` d towards ``dominant`` D, every object class D reveals keeps its full signature in D and only
-    ``1 - d`` of it in the other sensors (colour blended towards the ground's, temperature offset and height scaled).
-    So d = 0 is the balanced world, and at d = 1 D alone carries every class it reveals (for RGB: lane, vehicle, tree,
-    puddle, pole; depth: plinth, vehicle, tree, pole; thermal: heated plate, vehicle, tree, puddle), while the others
-    keep only the classes D cannot see.
-    """
-    gains = {m: np.ones(len(CLASS_TABLE)) for m in DOMINANT_MODALITIES}
-    if not dominant or dominance <= 0.0:
-        return gains
-    for cls in CLASS_TABLE[1:]:
-        if dominant in cls.reveals:
-            for modality in DOMINANT_MODALITIES:
-                if modality != dominant:
-                    gains[modality][cls.id] = 1.0 - dominance
-    return gains
 
 
 def render_sample(
@@ -144,10 +122,10 @@ def render_sample(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Render one scene: ``({modality: uint8/uint16 (H, W[, C])}, label uint8 (H, W))``.
 
-    ``dominant`` / ``dominance``: the dominance dial (:func:`class_gains`); the defaults render the balanced world
-    byte for byte as before the dial existed.
+    ``dominant`` / ``dominance``: the dominance dial (:func:`equiseg.data.dominance.class_gains`); the defaults
+    render the balanced world byte for byte as before the dial existed.
     """
-    gains = class_gains(dominant, dominance)
+    gains = class_gains([c.reveals for c in CLASS_TABLE], dominant, dominance)
     dialled = bool(dominant) and dominance > 0.0
     # per-pixel share of the object's height seen by RGB shading and by the range sensors (1 without the dial)
     rgb_height_gain = np.ones((size, size), dtype=np.float32) if dialled else None
@@ -203,7 +181,7 @@ def render_sample(
             region_temp[visible] = ambient_c + rng.uniform(12.0, 25.0)
         # cls 2 (plinth) keeps the ground's albedo and temperature: only its height differs.
         if dialled:
-            _attenuate(cls, gains, box, visible, region_albedo, region_temp, ground_albedo, ground_temp)
+            attenuate(cls, gains, box, visible, region_albedo, region_temp, ground_albedo, ground_temp)
             assert rgb_height_gain is not None and depth_height_gain is not None
             rgb_height_gain[box][visible] = gains["rgb"][cls]
             depth_height_gain[box][visible] = gains["depth"][cls]
@@ -245,43 +223,8 @@ def render_sample(
         thermal = temperature + sensor_noise(rng, temperature.shape, 0.5)
         scaled = (thermal - _THERMAL_MIN_C) / (_THERMAL_MAX_C - _THERMAL_MIN_C) * 255.0
         out["thermal"] = to_uint8(scaled)
-    if "lidar" in modalities:
-        step = max(2, size // 32)
-        rows = (np.arange(size) % step == 0)[:, None]
-        keep = rows & (rng.random(size=(size, size), dtype=np.float32) < 0.7)
-        out["lidar"] = np.where(keep, depth_u16, 0).astype(np.uint16)
-    if "event" in modalities:
-        # Events fire where log luminance changes: |grad log L| = |grad L| / L > 0.12 (compared squared).
-        luminance = np.clip((rgb[:, :, 0] + rgb[:, :, 1] + rgb[:, :, 2]) / 3.0, 1e-3, None) + 0.05
-        ey, ex = np.gradient(luminance)
-        edges = ex**2 + ey**2 > (0.12 * luminance) ** 2
-        noise = rng.random(size=(size, size), dtype=np.float32) < 0.003
-        out["event"] = np.where(edges | noise, 255, 0).astype(np.uint8)
-    if "hha" in modalities:
-        disparity = np.clip(3.0 / depth_m, 0.0, 1.0)  # 3 m .. 20 m -> 1 .. 0.15
-        above = np.clip(height / 8.0, 0.0, 1.0)
-        angle = 1.0 - 1.0 / norm  # 1 - cos(surface tilt): 0 flat, -> 1 vertical
-        hha = np.stack([disparity, above, angle], axis=2) + sensor_noise(rng, (size, size, 3), 0.004)
-        out["hha"] = to_uint8(hha * 255.0)  # sensor noise: never a dead channel
+    out.update(derived_sensors(rng, size, modalities, depth_u16, depth_m, rgb, height, norm))
     return out, label
-
-
-def _attenuate(
-    cls: int,
-    gains: dict[str, np.ndarray],
-    box: tuple[slice, slice],
-    visible: np.ndarray,
-    region_albedo: np.ndarray,
-    region_temp: np.ndarray,
-    ground_albedo: np.ndarray,
-    ground_temp: np.ndarray,
-) -> None:
-    """Blend one object's colour and temperature back towards the ground's by the dial's gains (in place)."""
-    g_rgb, g_thermal = float(gains["rgb"][cls]), float(gains["thermal"][cls])
-    if g_rgb < 1.0:
-        region_albedo[visible] = region_albedo[visible] * g_rgb + ground_albedo[box][visible] * (1.0 - g_rgb)
-    if g_thermal < 1.0:
-        region_temp[visible] = region_temp[visible] * g_thermal + ground_temp[box][visible] * (1.0 - g_thermal)
 
 
 def _clear_previous(out_dir: Path, overwrite: bool) -> None:
@@ -333,6 +276,44 @@ def _assign_splits(rng: np.random.Generator, samples: int, val_fraction: float, 
     return splits
 
 
+def _check_arguments(
+    modalities: Sequence[str],
+    samples: int,
+    size: int,
+    num_classes: int | None,
+    dominant: str,
+    dominance: float,
+    conditions_split: str,
+    test_fraction: float,
+) -> int:
+    """Refuse bad :func:`generate_synthetic` arguments with the fix; returns the class count."""
+    unknown = [m for m in modalities if m not in SYNTHETIC_MODALITIES]
+    if unknown or not modalities:
+        raise ValueError(
+            f"synthetic world cannot render modalities {unknown or '(none)'}; choose from {SYNTHETIC_MODALITIES}"
+        )
+    if len(set(modalities)) != len(modalities):
+        raise ValueError(f"modalities {list(modalities)} contain duplicates")
+    if samples < 1:
+        raise ValueError(f"samples must be ≥ 1, got {samples}")
+    if size < 16:
+        raise ValueError(f"size must be ≥ 16 pixels, got {size}")
+    n_classes = len(CLASS_TABLE) if num_classes is None else num_classes
+    if not 2 <= n_classes <= len(CLASS_TABLE):
+        raise ValueError(
+            f"num_classes must be between 2 and {len(CLASS_TABLE)} for the synthetic world, got {n_classes}"
+        )
+    if dominant and dominant not in DOMINANT_MODALITIES:
+        raise ValueError(f"dominant modality {dominant!r} is not one of {DOMINANT_MODALITIES}; or '' for none")
+    if not 0.0 <= dominance <= 1.0:
+        raise ValueError(f"dominance must be in [0, 1] (0 = balanced), got {dominance}")
+    if conditions_split not in ("all", "test"):
+        raise ValueError(f"conditions_split must be 'all' or 'test', got {conditions_split!r}")
+    if conditions_split == "test" and test_fraction <= 0:
+        raise ValueError("conditions_split='test' needs a test split; set test_fraction > 0, e.g. 0.2")
+    return n_classes
+
+
 def generate_synthetic(
     out_dir: Path,
     *,
@@ -368,7 +349,7 @@ def generate_synthetic(
         num_classes: use only classes ``0 .. num_classes-1`` of :data:`CLASS_TABLE` (2 to 8; default all 8).
         dominant: the modality the dominance dial favours (one of :data:`DOMINANT_MODALITIES`; "" = none).
         dominance: how far it dominates, 0 (balanced) to 1 (it alone carries every class it reveals;
-            :func:`class_gains`).
+            :func:`equiseg.data.dominance.class_gains`).
         conditions_split: ``"all"`` tags night/fog scenes in every split; ``"test"`` only in the test split (train
             and val stay day/clear, so adverse conditions are unseen in training).
         progress: show a tqdm progress bar.
@@ -378,30 +359,9 @@ def generate_synthetic(
     Raises:
         FileExistsError: ``out_dir`` is not empty and ``overwrite`` is False.
     """
-    unknown = [m for m in modalities if m not in SYNTHETIC_MODALITIES]
-    if unknown or not modalities:
-        raise ValueError(
-            f"synthetic world cannot render modalities {unknown or '(none)'}; choose from {SYNTHETIC_MODALITIES}"
-        )
-    if len(set(modalities)) != len(modalities):
-        raise ValueError(f"modalities {list(modalities)} contain duplicates")
-    if samples < 1:
-        raise ValueError(f"samples must be ≥ 1, got {samples}")
-    if size < 16:
-        raise ValueError(f"size must be ≥ 16 pixels, got {size}")
-    n_classes = len(CLASS_TABLE) if num_classes is None else num_classes
-    if not 2 <= n_classes <= len(CLASS_TABLE):
-        raise ValueError(
-            f"num_classes must be between 2 and {len(CLASS_TABLE)} for the synthetic world, got {n_classes}"
-        )
-    if dominant and dominant not in DOMINANT_MODALITIES:
-        raise ValueError(f"dominant modality {dominant!r} is not one of {DOMINANT_MODALITIES}; or '' for none")
-    if not 0.0 <= dominance <= 1.0:
-        raise ValueError(f"dominance must be in [0, 1] (0 = balanced), got {dominance}")
-    if conditions_split not in ("all", "test"):
-        raise ValueError(f"conditions_split must be 'all' or 'test', got {conditions_split!r}")
-    if conditions_split == "test" and test_fraction <= 0:
-        raise ValueError("conditions_split='test' needs a test split; set test_fraction > 0, e.g. 0.2")
+    n_classes = _check_arguments(
+        modalities, samples, size, num_classes, dominant, dominance, conditions_split, test_fraction
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous(out_dir, overwrite)

@@ -29,8 +29,10 @@ from typing import Any
 
 from equiseg.config import ConfigError, EquisegConfig, load_config
 from equiseg.experiments.plan import cell_config, eval_hash, train_hash, validate_experiment
+from equiseg.experiments.report import update_document
 from equiseg.experiments.runs import CellRecord, prepare_claim_data, run_cell, write_json_atomic
 from equiseg.experiments.significance import compare
+from equiseg.figures import new_figure, save_figure
 
 __all__ = [
     "STUDY_FORMAT",
@@ -355,8 +357,6 @@ def study_markdown(cfg: EquisegConfig, analysis: Mapping[str, Any], figure: str 
 def lead_figure(cfg: EquisegConfig, analysis: Mapping[str, Any], path: Path) -> Path | None:
     """EMM avg lead of the candidate over each ``experiment.emm_margins`` arm (cmnext_like first) against the dial,
     with bootstrap intervals and the target margin."""
-    from equiseg.figures import new_figure, save_figure
-
     ec = cfg.experiment
     others = list(ec.emm_margins) or [m for m in ec.models if m != ec.candidate][:1]
     if not others:
@@ -389,8 +389,6 @@ def write_study_report(
 ) -> dict[str, Path]:
     """``analysis.json`` beside the summaries, the lead figure, and the profile's section of
     ``experiment.results_doc``."""
-    from equiseg.experiments.report import update_document
-
     out: dict[str, Path] = {}
     folder = summary_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
