@@ -3,7 +3,7 @@
 
 ``equiseg experiment study --profile study-cpu`` trains and scores every model of ``experiment.models`` with every
 seed of ``experiment.seeds`` at every ``experiment.dominance_levels`` setting of the synthetic world's dominance dial
-(``data.dominant_modality``, ``data.dominance``; :func:`equiseg.data.synthetic.class_gains`). Each run is a claim
+(``data.dominant_modality``, ``data.dominance``; :func:`equiseg.data.dominance.class_gains`). Each run is a claim
 cell (:func:`equiseg.experiments.runs.run_cell`: resumable, reused when finished) and leaves one small JSON file,
 ``<summary_dir>/dominance-<d>/<model>-seed<seed>.json`` (:func:`run_summary`): config hashes, parameters, every
 score of the robustness suite (per kept-modality subset, per corruption cell, per condition, balance), the per-epoch
