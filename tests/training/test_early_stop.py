@@ -16,7 +16,7 @@ def test_plateau_stops_training_after_patience_epochs(
     tiny_cfg: Callable[..., EquisegConfig], tiny_data: tuple[Path, Path], tmp_path: Path
 ) -> None:
     manifest, root = tiny_data
-    # lr 0.5 overshoots: the objective peaks early and falls, a plateau that patience 1 must catch
+    # lr 0.5 overshoots: the objective peaks early and stalls or falls, a plateau that patience 1 must catch
     cfg = tiny_cfg(
         "model.name=early_fusion_tiny", "train.epochs=6", "train.lr=0.5", "train.eval_robustness_every=1",
         "train.early_stop_patience=1",
@@ -26,7 +26,7 @@ def test_plateau_stops_training_after_patience_epochs(
     objectives = [h["objective"] for h in result.history]
     best = int(result.metrics["best_epoch"])
     assert result.epochs_run == len(objectives) == best + 1 < 6  # one epoch without a gain, then stop
-    assert objectives[best - 1] == max(objectives) > objectives[-1]
+    assert objectives[best - 1] == max(objectives) >= objectives[-1]  # a tie is no gain
     assert json.loads((tmp_path / "metrics.json").read_text())["early_stopped"] is True
     again = train(cfg, manifest=manifest, data_root=root, out_dir=tmp_path, resume=True, show_progress=False)
     assert again.early_stopped and again.epochs_run == result.epochs_run  # a stopped run trains nothing more
