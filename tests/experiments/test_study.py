@@ -229,3 +229,12 @@ def test_gpu_study_bench_runs_a_tiny_study_on_cpu(tmp_path: Path) -> None:
     assert len(report["runs"]) == 2 and all(run["exit"] == 0 for run in report["runs"]) and report["not_started"] == 0
     copied = sorted(p.name for p in (tmp_path / "out" / "summaries" / "dominance-0.5").iterdir())
     assert copied == ["cmnext_like_tiny-seed0.json", "equiseg_tiny-seed0.json"]
+
+
+def test_study_module_runs_without_mlflow_kfp_or_click() -> None:
+    """``python -m equiseg.experiments.study`` is what a bare GPU box runs."""
+    code = (
+        "import sys, equiseg.experiments.study; bad = {'mlflow', 'kfp', 'click', 'optuna'} & set(sys.modules); "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
