@@ -203,8 +203,9 @@ def test_cli_analyse_only_rebuilds_tables_and_figure(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------------- committed smoke summaries
 
 
-def test_committed_smoke_summaries_reproduce_the_results_doc() -> None:
+def test_committed_smoke_summaries_reproduce_the_results_doc(monkeypatch: pytest.MonkeyPatch) -> None:
     """docs/results.md's study-smoke section is exactly what the committed per-run files give."""
+    monkeypatch.chdir(REPO)  # the profile's summary_dir is relative to the repository root
     cfg = load_config("study-smoke", ())
     summaries = load_summaries(cfg)
     expected = study_markdown(cfg, analyse_study(cfg, summaries), "results/study-smoke-lead.png").rstrip()
