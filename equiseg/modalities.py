@@ -1,9 +1,14 @@
 """Modality names, channel counts and the normalisation every part of equiseg agrees on.
 
-Tensors travel between data, models and robustness code *normalised*: RGB as ``(x/255 - ImageNet mean) / std``,
-every other modality scaled to [0, 1] (mean 0, std 1 in this table). So a zero tensor is mean-colour RGB and black
-for the other sensors, which is exactly the "missing" of the robustness benchmark (docs/robustness.md, "Missing
-modalities"). Degradations defined in image space use :func:`to_unit` / :func:`from_unit`.
+Tensors travel between data, models and robustness code *normalised*: ``(unit - mean) / std`` per channel, where
+``unit`` is the image scaled to [0, 1]. RGB uses ImageNet's statistics; depth, thermal and HHA use the statistics of
+the synthetic world (docs/data.md, "Normalisation": measured over 300 scenes at the generator's defaults), so a
+Gaussian noise of sigma in normalised space is sigma times each sensor's own spread, the same severity for every
+modality. Sparse sensors (event, LiDAR: 0 = no measurement) keep mean 0, std 1. A zero tensor is therefore the
+mean image of a dense sensor and "no measurement" of a sparse one: the "missing" of the robustness protocols
+(docs/robustness.md, "Missing modalities"). The benchmark of Liao et al. (arXiv 2503.18445) scales D/E/L by 1/255
+only; we standardise dense sensors instead, so that its noise levels do not wipe out a narrow-range modality while
+barely touching RGB. Degradations defined in image space use :func:`to_unit` / :func:`from_unit`.
 """
 
 from __future__ import annotations
@@ -33,8 +38,19 @@ KNOWN_MODALITIES: tuple[str, ...] = tuple(MODALITY_CHANNELS)
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-MODALITY_MEAN: dict[str, tuple[float, ...]] = {"rgb": _IMAGENET_MEAN}
-MODALITY_STD: dict[str, tuple[float, ...]] = {"rgb": _IMAGENET_STD}
+#: Dense non-RGB sensors: mean / std of the synthetic world in unit space (docs/data.md, "Normalisation").
+MODALITY_MEAN: dict[str, tuple[float, ...]] = {
+    "rgb": _IMAGENET_MEAN,
+    "depth": (0.68,),
+    "thermal": (0.44,),
+    "hha": (0.22, 0.02, 0.04),
+}
+MODALITY_STD: dict[str, tuple[float, ...]] = {
+    "rgb": _IMAGENET_STD,
+    "depth": (0.07,),
+    "thermal": (0.09,),
+    "hha": (0.03, 0.09, 0.15),
+}
 
 
 def channels_of(modality: str) -> int:

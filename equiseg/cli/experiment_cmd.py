@@ -10,6 +10,7 @@ import click
 from equiseg.cli.common import config_options, emit, json_option, progress_option, resolve_config
 from equiseg.config import ConfigError
 from equiseg.experiments import run_claim
+from equiseg.experiments.study import analyse_study, load_summaries, run_study, write_study_report
 
 __all__ = ["group"]
 
@@ -83,3 +84,44 @@ def claim(
     lines.append(f"results: {results}" + (f", {cfg.experiment.results_doc}" if doc else ""))
     payload = {"outcomes": rows, "results": results, "results_doc": cfg.experiment.results_doc if doc else None}
     emit(as_json, payload, "\n".join(lines))
+
+
+@group.command("study")
+@config_options(default_profile="study-cpu")
+@click.option(
+    "--analyse-only",
+    is_flag=True,
+    help="Train nothing: rebuild every table and the figure from the committed per-run summaries "
+    "(experiment.summary_dir).",
+)
+@click.option(
+    "--doc/--no-doc",
+    default=True,
+    show_default=True,
+    help="Update this profile's study section of experiment.results_doc (figure in docs/results/).",
+)
+@progress_option
+@json_option
+def study(
+    profile: str, overrides: tuple[str, ...], analyse_only: bool, doc: bool, progress: bool, as_json: bool
+) -> None:
+    """Train and score every model x seed x dominance setting (experiment.dominance_levels of the synthetic world's
+    dominance dial), write one small summary JSON per run, and compare the candidate with every arm: mean
+    difference with a bootstrap interval, Welch's t-test and an exact permutation test (docs/results.md, "Study").
+
+    \b
+    Profiles: study-smoke (2 arms x 2 seeds x 2 settings, minutes), study-cpu (4 arms x 10 seeds x 3 settings;
+    many hours on 2 cores, resumable), study-gpu (bench/gpu_study.py runs it on one GPU). Finished runs are
+    reused, so the study may span sittings: commit the summaries as they come.
+    """
+    cfg = resolve_config(profile, overrides)
+    try:
+        if not analyse_only:
+            run_study(cfg, progress=progress)
+        analysis = analyse_study(cfg, load_summaries(cfg))
+    except (ConfigError, FileNotFoundError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    paths = write_study_report(cfg, analysis, write_doc=doc)
+    lines = [f"{row['name']}: {'met' if row['met'] else 'NOT met'}" for row in analysis["targets"]]
+    lines += [f"wrote {path}" for path in paths.values()]
+    emit(as_json, {"targets": analysis["targets"], "written": {k: str(v) for k, v in paths.items()}}, "\n".join(lines))

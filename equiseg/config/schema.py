@@ -25,6 +25,11 @@ class DataConfig:
     val_fraction: float = 0.25
     test_fraction: float = 0.0
     conditions: bool = True  # synthetic: add condition tags (night, fog) to some samples
+    conditions_split: Literal["all", "test"] = "all"  # synthetic: "test" confines night/fog to the test split
+    # synthetic dominance dial (docs/data.md): the modality that alone carries the classes it reveals, and how far
+    # (0 = the balanced world, 1 = the others show none of those classes)
+    dominant_modality: str = ""
+    dominance: float = 0.0
     seed: int = 0
     num_workers: int = 0  # DataLoader / validator worker processes
     quarantine_max_fraction: float = 0.05  # validation blocks the run above this share of quarantined samples
@@ -72,6 +77,8 @@ class TrainConfig:
     deterministic: bool = True  # deterministic algorithms on CPU
     checkpoint_every_steps: int = 0  # mid-epoch checkpoints; 0 = only at epoch ends
     eval_robustness_every: int = 1  # quick suite every N epochs (and the last); best.pt maximises (clean+EMM)/2
+    # stop once this many epochs passed since the best validation objective (a plateau); 0 = run every epoch
+    early_stop_patience: int = 0
     output_dir: str = "runs/train"
 
 
@@ -207,6 +214,10 @@ class ExperimentConfig:
     bootstrap_seed: int = 0
     output_dir: str = "runs/claim"  # data, one folder per model x seed, results.json, figures
     results_doc: str = "docs/results.md"  # Markdown report written at the end (figures in <stem>/ beside it)
+    # study (`equiseg experiment study`): data.dominance settings to sweep (empty: data.dominance only), and the
+    # folder of the per-run summary JSON files the tables are rebuilt from ("" = <output_dir>/summaries)
+    dominance_levels: tuple[float, ...] = ()
+    summary_dir: str = ""
 
 
 @dataclass(frozen=True)

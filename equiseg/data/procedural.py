@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["lerp_coords", "object_mask", "pixel_grid", "sensor_noise", "to_uint8", "value_noise"]
+__all__ = ["derived_sensors", "lerp_coords", "object_mask", "pixel_grid", "sensor_noise", "to_uint8", "value_noise"]
 
 
 def lerp_coords(size: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,3 +119,36 @@ def pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     yy.flags.writeable = False
     xx.flags.writeable = False
     return yy, xx
+
+
+def derived_sensors(
+    rng: np.random.Generator,
+    size: int,
+    modalities: Sequence[str],
+    depth_u16: np.ndarray,
+    depth_m: np.ndarray,
+    rgb: np.ndarray,
+    height: np.ndarray,
+    norm: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """LiDAR, events and HHA from the rendered depth, RGB and geometry (drawn in this order: byte-stable)."""
+    out: dict[str, np.ndarray] = {}
+    if "lidar" in modalities:
+        step = max(2, size // 32)
+        rows = (np.arange(size) % step == 0)[:, None]
+        keep = rows & (rng.random(size=(size, size), dtype=np.float32) < 0.7)
+        out["lidar"] = np.where(keep, depth_u16, 0).astype(np.uint16)
+    if "event" in modalities:
+        # Events fire where log luminance changes: |grad log L| = |grad L| / L > 0.12 (compared squared).
+        luminance = np.clip((rgb[:, :, 0] + rgb[:, :, 1] + rgb[:, :, 2]) / 3.0, 1e-3, None) + 0.05
+        ey, ex = np.gradient(luminance)
+        edges = ex**2 + ey**2 > (0.12 * luminance) ** 2
+        noise = rng.random(size=(size, size), dtype=np.float32) < 0.003
+        out["event"] = np.where(edges | noise, 255, 0).astype(np.uint8)
+    if "hha" in modalities:
+        disparity = np.clip(3.0 / depth_m, 0.0, 1.0)  # 3 m .. 20 m -> 1 .. 0.15
+        above = np.clip(height / 8.0, 0.0, 1.0)
+        angle = 1.0 - 1.0 / norm  # 1 - cos(surface tilt): 0 flat, -> 1 vertical
+        hha = np.stack([disparity, above, angle], axis=2) + sensor_noise(rng, (size, size, 3), 0.004)
+        out["hha"] = to_uint8(hha * 255.0)  # sensor noise: never a dead channel
+    return out

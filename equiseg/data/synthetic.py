@@ -33,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from equiseg.config import DataConfig
+from equiseg.data.dominance import DOMINANT_MODALITIES, attenuate, class_gains
 from equiseg.data.io import save_png
 from equiseg.data.manifest import (
     MANIFEST_NAME,
@@ -45,12 +46,13 @@ from equiseg.data.manifest import (
     rows_to_table,
     write_manifest,
 )
-from equiseg.data.procedural import object_mask, pixel_grid, sensor_noise, to_uint8, value_noise
+from equiseg.data.procedural import derived_sensors, object_mask, pixel_grid, sensor_noise, to_uint8, value_noise
 
 __all__ = [
     "CLASS_NAMES",
     "CLASS_TABLE",
     "DEPTH_MAX_MM",
+    "DOMINANT_MODALITIES",
     "SYNTHETIC_CLASS_SET",
     "SYNTHETIC_MODALITIES",
     "SyntheticClass",
@@ -115,8 +117,19 @@ def render_sample(
     night: bool = False,
     fog: bool = False,
     num_classes: int = len(CLASS_TABLE),
+    dominant: str = "",
+    dominance: float = 0.0,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Render one scene: ``({modality: uint8/uint16 (H, W[, C])}, label uint8 (H, W))``."""
+    """Render one scene: ``({modality: uint8/uint16 (H, W[, C])}, label uint8 (H, W))``.
+
+    ``dominant`` / ``dominance``: the dominance dial (:func:`equiseg.data.dominance.class_gains`); the defaults
+    render the balanced world byte for byte as before the dial existed.
+    """
+    gains = class_gains([c.reveals for c in CLASS_TABLE], dominant, dominance)
+    dialled = bool(dominant) and dominance > 0.0
+    # per-pixel share of the object's height seen by RGB shading and by the range sensors (1 without the dial)
+    rgb_height_gain = np.ones((size, size), dtype=np.float32) if dialled else None
+    depth_height_gain = np.ones((size, size), dtype=np.float32) if dialled else None
     yy, xx = pixel_grid(size)
     # Ground: one albedo + texture shared by ground, plinths and heated plates (so RGB cannot tell them apart).
     ground_rgb = (np.array([0.46, 0.42, 0.36]) + rng.uniform(-0.06, 0.06, size=3)).astype(np.float32)
@@ -129,6 +142,9 @@ def render_sample(
     label = np.zeros((size, size), dtype=np.uint8)
     albedo = ground_rgb[None, None, :] * texture[:, :, None]
     temperature = ambient_c + 1.2 * value_noise(rng, size, (3,))
+    # the ground as it would look without objects: what the dial blends a class's signature back towards
+    ground_albedo = albedo.copy() if dialled else albedo
+    ground_temp = temperature.copy() if dialled else temperature
 
     weights = _CLASS_WEIGHTS[:num_classes] / sum(_CLASS_WEIGHTS[:num_classes].tolist())
     n_objects = int(rng.integers(4, 10))
@@ -164,12 +180,17 @@ def render_sample(
         elif cls == 3:
             region_temp[visible] = ambient_c + rng.uniform(12.0, 25.0)
         # cls 2 (plinth) keeps the ground's albedo and temperature: only its height differs.
+        if dialled:
+            attenuate(cls, gains, box, visible, region_albedo, region_temp, ground_albedo, ground_temp)
+            assert rgb_height_gain is not None and depth_height_gain is not None
+            rgb_height_gain[box][visible] = gains["rgb"][cls]
+            depth_height_gain[box][visible] = gains["depth"][cls]
 
     # Geometry shared by all sensors: depth along a tilted view, normals from the height field.
     metres_per_px = _SCENE_METRES / size
     tilt = 1.0 + 0.3 * (1.0 - yy / max(size - 1, 1))
-    depth_m = (_CAMERA_HEIGHT_M - height) * tilt
-    gy, gx = np.gradient(height, metres_per_px)
+    depth_m = (_CAMERA_HEIGHT_M - (height if depth_height_gain is None else height * depth_height_gain)) * tilt
+    gy, gx = np.gradient(height if rgb_height_gain is None else height * rgb_height_gain, metres_per_px)
     norm = np.sqrt(gx**2 + gy**2 + 1.0)
     azimuth, elevation = rng.uniform(0, 2 * np.pi), rng.uniform(0.6, 1.2)
     # Python floats (not numpy float64 scalars) keep the arrays float32 under NumPy 2 promotion rules.
@@ -202,24 +223,7 @@ def render_sample(
         thermal = temperature + sensor_noise(rng, temperature.shape, 0.5)
         scaled = (thermal - _THERMAL_MIN_C) / (_THERMAL_MAX_C - _THERMAL_MIN_C) * 255.0
         out["thermal"] = to_uint8(scaled)
-    if "lidar" in modalities:
-        step = max(2, size // 32)
-        rows = (np.arange(size) % step == 0)[:, None]
-        keep = rows & (rng.random(size=(size, size), dtype=np.float32) < 0.7)
-        out["lidar"] = np.where(keep, depth_u16, 0).astype(np.uint16)
-    if "event" in modalities:
-        # Events fire where log luminance changes: |grad log L| = |grad L| / L > 0.12 (compared squared).
-        luminance = np.clip((rgb[:, :, 0] + rgb[:, :, 1] + rgb[:, :, 2]) / 3.0, 1e-3, None) + 0.05
-        ey, ex = np.gradient(luminance)
-        edges = ex**2 + ey**2 > (0.12 * luminance) ** 2
-        noise = rng.random(size=(size, size), dtype=np.float32) < 0.003
-        out["event"] = np.where(edges | noise, 255, 0).astype(np.uint8)
-    if "hha" in modalities:
-        disparity = np.clip(3.0 / depth_m, 0.0, 1.0)  # 3 m .. 20 m -> 1 .. 0.15
-        above = np.clip(height / 8.0, 0.0, 1.0)
-        angle = 1.0 - 1.0 / norm  # 1 - cos(surface tilt): 0 flat, -> 1 vertical
-        hha = np.stack([disparity, above, angle], axis=2) + sensor_noise(rng, (size, size, 3), 0.004)
-        out["hha"] = to_uint8(hha * 255.0)  # sensor noise: never a dead channel
+    out.update(derived_sensors(rng, size, modalities, depth_u16, depth_m, rgb, height, norm))
     return out, label
 
 
@@ -272,6 +276,44 @@ def _assign_splits(rng: np.random.Generator, samples: int, val_fraction: float, 
     return splits
 
 
+def _check_arguments(
+    modalities: Sequence[str],
+    samples: int,
+    size: int,
+    num_classes: int | None,
+    dominant: str,
+    dominance: float,
+    conditions_split: str,
+    test_fraction: float,
+) -> int:
+    """Refuse bad :func:`generate_synthetic` arguments with the fix; returns the class count."""
+    unknown = [m for m in modalities if m not in SYNTHETIC_MODALITIES]
+    if unknown or not modalities:
+        raise ValueError(
+            f"synthetic world cannot render modalities {unknown or '(none)'}; choose from {SYNTHETIC_MODALITIES}"
+        )
+    if len(set(modalities)) != len(modalities):
+        raise ValueError(f"modalities {list(modalities)} contain duplicates")
+    if samples < 1:
+        raise ValueError(f"samples must be ≥ 1, got {samples}")
+    if size < 16:
+        raise ValueError(f"size must be ≥ 16 pixels, got {size}")
+    n_classes = len(CLASS_TABLE) if num_classes is None else num_classes
+    if not 2 <= n_classes <= len(CLASS_TABLE):
+        raise ValueError(
+            f"num_classes must be between 2 and {len(CLASS_TABLE)} for the synthetic world, got {n_classes}"
+        )
+    if dominant and dominant not in DOMINANT_MODALITIES:
+        raise ValueError(f"dominant modality {dominant!r} is not one of {DOMINANT_MODALITIES}; or '' for none")
+    if not 0.0 <= dominance <= 1.0:
+        raise ValueError(f"dominance must be in [0, 1] (0 = balanced), got {dominance}")
+    if conditions_split not in ("all", "test"):
+        raise ValueError(f"conditions_split must be 'all' or 'test', got {conditions_split!r}")
+    if conditions_split == "test" and test_fraction <= 0:
+        raise ValueError("conditions_split='test' needs a test split; set test_fraction > 0, e.g. 0.2")
+    return n_classes
+
+
 def generate_synthetic(
     out_dir: Path,
     *,
@@ -283,6 +325,9 @@ def generate_synthetic(
     val_fraction: float = 0.25,
     test_fraction: float = 0.0,
     num_classes: int | None = None,
+    dominant: str = "",
+    dominance: float = 0.0,
+    conditions_split: str = "all",
     progress: bool = True,
     overwrite: bool = False,
 ) -> Path:
@@ -302,6 +347,11 @@ def generate_synthetic(
         val_fraction: share of samples in the ``val`` split.
         test_fraction: share of samples in the ``test`` split.
         num_classes: use only classes ``0 .. num_classes-1`` of :data:`CLASS_TABLE` (2 to 8; default all 8).
+        dominant: the modality the dominance dial favours (one of :data:`DOMINANT_MODALITIES`; "" = none).
+        dominance: how far it dominates, 0 (balanced) to 1 (it alone carries every class it reveals;
+            :func:`equiseg.data.dominance.class_gains`).
+        conditions_split: ``"all"`` tags night/fog scenes in every split; ``"test"`` only in the test split (train
+            and val stay day/clear, so adverse conditions are unseen in training).
         progress: show a tqdm progress bar.
         overwrite: allow a non-empty ``out_dir``; the files an earlier run wrote (listed in its manifest) are
             removed, nothing else.
@@ -309,22 +359,9 @@ def generate_synthetic(
     Raises:
         FileExistsError: ``out_dir`` is not empty and ``overwrite`` is False.
     """
-    unknown = [m for m in modalities if m not in SYNTHETIC_MODALITIES]
-    if unknown or not modalities:
-        raise ValueError(
-            f"synthetic world cannot render modalities {unknown or '(none)'}; choose from {SYNTHETIC_MODALITIES}"
-        )
-    if len(set(modalities)) != len(modalities):
-        raise ValueError(f"modalities {list(modalities)} contain duplicates")
-    if samples < 1:
-        raise ValueError(f"samples must be ≥ 1, got {samples}")
-    if size < 16:
-        raise ValueError(f"size must be ≥ 16 pixels, got {size}")
-    n_classes = len(CLASS_TABLE) if num_classes is None else num_classes
-    if not 2 <= n_classes <= len(CLASS_TABLE):
-        raise ValueError(
-            f"num_classes must be between 2 and {len(CLASS_TABLE)} for the synthetic world, got {n_classes}"
-        )
+    n_classes = _check_arguments(
+        modalities, samples, size, num_classes, dominant, dominance, conditions_split, test_fraction
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous(out_dir, overwrite)
@@ -334,7 +371,11 @@ def generate_synthetic(
         rng = np.random.default_rng([seed, index])
         night = conditions and bool(rng.random() < 0.25)
         fog = conditions and bool(rng.random() < 0.2)
-        arrays, label = render_sample(rng, size, modalities, night=night, fog=fog, num_classes=n_classes)
+        if conditions_split == "test" and splits[index] != "test":  # the draws above keep every stream aligned
+            night = fog = False
+        arrays, label = render_sample(
+            rng, size, modalities, night=night, fog=fog, num_classes=n_classes, dominant=dominant, dominance=dominance
+        )
         sample_id = f"syn{index:06d}"
         files: dict[str, dict[str, object]] = {}
         for modality in modalities:
@@ -370,6 +411,10 @@ def generate_synthetic(
     table = rows_to_table(rows, modalities, num_classes=n_classes, source="synthetic")
     generator = {"samples": samples, "size": size, "modalities": list(modalities), "seed": seed}
     generator.update(conditions=conditions, val_fraction=val_fraction, test_fraction=test_fraction)
+    if dominant and dominance > 0.0:  # recorded only when set, so the balanced world's manifest is unchanged
+        generator.update(dominant=dominant, dominance=dominance)
+    if conditions_split != "all":
+        generator.update(conditions_split=conditions_split)
     metadata = dict(table.schema.metadata or {})
     metadata[b"equiseg.generator"] = json.dumps(generator, sort_keys=True).encode()
     table = table.replace_schema_metadata(metadata)
@@ -394,6 +439,9 @@ def generate_from_config(data: DataConfig, out_dir: Path, *, progress: bool = Fa
         val_fraction=data.val_fraction,
         test_fraction=data.test_fraction,
         num_classes=data.num_classes,
+        dominant=data.dominant_modality,
+        dominance=data.dominance,
+        conditions_split=data.conditions_split,
         progress=progress,
         overwrite=True,
     )

@@ -68,9 +68,14 @@ def train_hash(cfg: EquisegConfig) -> str:
     """Hash of what decides a run's weights: ``data:``, ``model:`` and ``train:`` (minus paths and worker counts)."""
     raw = config_to_dict(cfg)
     data = {k: v for k, v in raw["data"].items() if k not in ("root", "num_workers", "dvc_remote")}
+    for key, default in (("dominant_modality", ""), ("dominance", 0.0), ("conditions_split", "all")):
+        if data.get(key) == default:  # options added later: at their defaults, older runs keep their hashes
+            data.pop(key, None)
     train = {k: v for k, v in raw["train"].items() if k not in ("output_dir", "checkpoint_every_steps")}
     if train.get("modality_dropout_mode") == "zero":  # the behaviour before the option existed: old runs still match
         del train["modality_dropout_mode"]
+    if not train.get("early_stop_patience"):  # likewise: no early stopping is what every older run did
+        train.pop("early_stop_patience", None)
     return stable_hash({"data": data, "model": raw["model"], "train": train})
 
 

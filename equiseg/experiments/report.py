@@ -373,9 +373,9 @@ def write_claim_report(
     return paths
 
 
-def update_document(path: Path, profile: str, section: str) -> None:
+def update_document(path: Path, profile: str, section: str, kind: str = "claim") -> None:
     """Replace the profile's marked section of ``path`` (appending it, or creating the file, when absent)."""
-    begin, end = f"<!-- claim:{profile}:begin -->", f"<!-- claim:{profile}:end -->"
+    begin, end = f"<!-- {kind}:{profile}:begin -->", f"<!-- {kind}:{profile}:end -->"
     block = f"{begin}\n{section.rstrip()}\n{end}"
     text = path.read_text() if path.is_file() else "# Results: does balance pay?\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)

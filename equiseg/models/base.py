@@ -38,13 +38,20 @@ class SegmentationOutput:
         aux_losses: already-weighted auxiliary loss terms (the SGM's); only in training mode with labels, else empty.
             The trainer adds ``sum(aux_losses.values())`` to its main loss.
         modality_weights: per stage (``"stage1"`` .. ``"stage4"``) a ``(B, N_present)`` tensor whose rows sum to 1:
-            the share of each present modality (in ``model.modalities`` order) in the fused features. Empty for
-            models without a modality weighting (``segformer_rgb``, ``early_fusion``).
+            the share of each present modality (in ``model.modalities`` order) in the fused features (for a
+            per-position selection, its mean over positions). Empty for models without a modality weighting
+            (``segformer_rgb``, ``early_fusion``, ``cmnext_like``).
+        selection_maps: per stage the per-position weights ``(B, N_present, h_i, w_i)`` (sum 1 over N) of models
+            that select per position (``equiseg*``); empty otherwise.
+        contribution: the SGM's label-free per-position contribution estimates ``(B, N_present, H/4, W/4)`` (sum 1
+            over N), which weigh the fusion; None for models without an SGM.
     """
 
     logits: Tensor
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
     modality_weights: dict[str, Tensor] = field(default_factory=dict)
+    selection_maps: dict[str, Tensor] = field(default_factory=dict)
+    contribution: Tensor | None = None
 
 
 def resolve_in_chans(modalities: Sequence[str], in_chans: Mapping[str, int] | None) -> dict[str, int]:
@@ -78,11 +85,17 @@ class FusedFeatures:
         modality_weights: as :attr:`SegmentationOutput.modality_weights`.
         per_modality: per stage, the branch outputs ``{modality: (B, C_i, h_i, w_i)}`` of the present modalities
             (what the SGM reads); empty for models without per-modality branches at every stage.
+        selection_maps: as :attr:`SegmentationOutput.selection_maps`.
+        aux_logits: the SGM heads' per-modality logits ``{modality: (B, K, H/4, W/4)}``; empty without an SGM.
+        contribution: as :attr:`SegmentationOutput.contribution`.
     """
 
     stages: list[Tensor]
     modality_weights: dict[str, Tensor] = field(default_factory=dict)
     per_modality: list[dict[str, Tensor]] = field(default_factory=list)
+    selection_maps: dict[str, Tensor] = field(default_factory=dict)
+    aux_logits: dict[str, Tensor] = field(default_factory=dict)
+    contribution: Tensor | None = None
 
 
 def stage_feature_info(embed_dims: Sequence[int], module: str) -> list[dict[str, Any]]:
@@ -163,7 +176,13 @@ class SegmentationModel(nn.Module):
         aux: dict[str, Tensor] = {}
         if self.training and labels is not None:
             aux = self.auxiliary_losses(features, labels, (height, width))
-        return SegmentationOutput(logits=logits, aux_losses=aux, modality_weights=features.modality_weights)
+        return SegmentationOutput(
+            logits=logits,
+            aux_losses=aux,
+            modality_weights=features.modality_weights,
+            selection_maps=features.selection_maps,
+            contribution=features.contribution,
+        )
 
     def check_inputs(self, inputs: Mapping[str, Tensor]) -> tuple[list[str], int, int, int]:
         """Validate ``inputs``; return the present modalities (in ``self.modalities`` order), batch, height, width.

@@ -2,7 +2,8 @@
 
 ``equiseg model list``, config checks and experiment plans need only names; importing the builders costs torch and
 timm (seconds). :mod:`equiseg.models.registry` attaches the builders to these entries. Names are
-``<family>_<variant>``: families ``equiseg``, ``equiseg_nosgm``, ``segformer_rgb``, ``early_fusion``, ``cmnext_like``,
+``<family>_<variant>``: families ``equiseg``, ``equiseg_nosgm``, the controls ``equiseg_shared``, ``equiseg_sgm_ce``,
+``equiseg_sgm_logit``, ``late_fusion``, and the baselines ``segformer_rgb``, ``early_fusion``, ``cmnext_like``,
 ``mean_fusion``; variants ``tiny`` (CPU tests), ``b0``, ``b1``, ``b2`` (MiT-B0/B1/B2 widths, SegFormer
 arXiv 2105.15203, Table 6).
 """
@@ -66,12 +67,30 @@ FAMILY_INFO: dict[str, FamilyInfo] = {
         "EQUISeg without the Self-guided Module (ablation)",
         fixed={"use_sgm": False},
     ),
+    "equiseg_shared": FamilyInfo(
+        ("sgm_weight", "drop_path_rate", "ignore_index"),
+        "EQUISeg with one set of encoder weights for all modalities (capacity control)",
+        fixed={"share_encoder_weights": True},
+    ),
+    "equiseg_sgm_ce": FamilyInfo(
+        ("share_encoder_weights", "sgm_weight", "drop_path_rate", "ignore_index"),
+        "EQUISeg, SGM ablation step 1: per-branch supervision only (no guidance)",
+        fixed={"sgm_terms": ("ce",)},
+    ),
+    "equiseg_sgm_logit": FamilyInfo(
+        ("share_encoder_weights", "sgm_weight", "drop_path_rate", "ignore_index"),
+        "EQUISeg, SGM ablation step 2: per-branch supervision + logit guidance (no prototype guidance)",
+        fixed={"sgm_terms": ("ce", "logit")},
+    ),
     "segformer_rgb": FamilyInfo(("drop_path_rate",), "SegFormer on RGB only (other inputs ignored)"),
     "early_fusion": FamilyInfo(("drop_path_rate",), "channel concat of all modalities into one MiT"),
     "cmnext_like": FamilyInfo(
         ("drop_path_rate",), "RGB-primary MiT + shared auxiliary branch + self-query hub (RGB-dominant)"
     ),
     "mean_fusion": FamilyInfo(("drop_path_rate",), "shared MiT, per-stage mean over present modalities"),
+    "late_fusion": FamilyInfo(
+        ("drop_path_rate",), "one MiT per modality, no CMTB, per-stage mean over present modalities (capacity control)"
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""AnySeg-like mean fusion (arXiv 2411.17141): one shared MiT, per-stage mean over the present modalities.
+"""Per-stage mean fusion over the present modalities: ``mean_fusion`` (AnySeg-like, arXiv 2411.17141: one shared
+MiT) and ``late_fusion`` (one MiT per modality, no cross-modal block; a capacity control for EQUISeg).
 
 AnySeg's per-stage mean without its teacher-student training (docs/model.md, "Registry").
 """
@@ -14,7 +15,7 @@ from equiseg.models.base import FusedFeatures, SegmentationModel, stage_feature_
 from equiseg.models.decoder import SegFormerHead
 from equiseg.models.encoder import EncoderSpec, ModalityEncoders
 
-__all__ = ["MeanFusion"]
+__all__ = ["LateFusion", "MeanFusion"]
 
 
 class MeanFusion(SegmentationModel):
@@ -25,6 +26,8 @@ class MeanFusion(SegmentationModel):
     """
 
     supports_missing_modalities = True
+    #: one set of MiT stages for every modality (AnySeg) or one branch per modality (:class:`LateFusion`)
+    shared_encoder = True
 
     def __init__(
         self,
@@ -43,9 +46,12 @@ class MeanFusion(SegmentationModel):
             in_chans=in_chans,
             build_kwargs={"drop_path_rate": float(drop_path_rate)},
         )
-        self.encoders = ModalityEncoders(spec, self.in_chans, share_weights=True, drop_path_rate=drop_path_rate)
+        self.encoders = ModalityEncoders(
+            spec, self.in_chans, share_weights=self.shared_encoder, drop_path_rate=drop_path_rate
+        )
         self.decoder = SegFormerHead(spec.embed_dims, spec.decoder_dim, num_classes)
-        self.feature_info = stage_feature_info(spec.embed_dims, "encoders.shared.stages.{}")
+        where = "encoders.shared" if self.shared_encoder else f"encoders.branches.{self.modalities[0]}"
+        self.feature_info = stage_feature_info(spec.embed_dims, where + ".stages.{}")
 
     def encode(self, inputs: Mapping[str, Tensor], present: list[str]) -> FusedFeatures:
         """Encode each present modality and average per stage (uniform modality weights)."""
@@ -58,3 +64,10 @@ class MeanFusion(SegmentationModel):
             fused = out.stages[-1]
             out.modality_weights[f"stage{index + 1}"] = uniform_weights(fused.shape[0], len(present), fused)
         return out
+
+
+class LateFusion(MeanFusion):
+    """One MiT branch per modality (as EQUISeg's, without CMTB, selection or SGM), per-stage mean over the present
+    modalities into the SegFormer head: what EQUISeg's fusion machinery adds at the same encoder capacity."""
+
+    shared_encoder = False

@@ -16,7 +16,7 @@ from equiseg.models.catalog import COMMON_OVERRIDES, FAMILY_INFO, VARIANTS, Enco
 from equiseg.models.cmnext_like import CMNeXtLike
 from equiseg.models.early_fusion import EarlyFusion
 from equiseg.models.equiseg_model import EQUISeg
-from equiseg.models.mean_fusion import MeanFusion
+from equiseg.models.mean_fusion import LateFusion, MeanFusion
 from equiseg.models.segformer_rgb import SegFormerRGB
 
 __all__ = [
@@ -44,10 +44,14 @@ class Family:
 _BUILDERS: dict[str, Callable[..., SegmentationModel]] = {
     "equiseg": EQUISeg,
     "equiseg_nosgm": EQUISeg,
+    "equiseg_shared": EQUISeg,
+    "equiseg_sgm_ce": EQUISeg,
+    "equiseg_sgm_logit": EQUISeg,
     "segformer_rgb": SegFormerRGB,
     "early_fusion": EarlyFusion,
     "cmnext_like": CMNeXtLike,
     "mean_fusion": MeanFusion,
+    "late_fusion": LateFusion,
 }
 
 #: The torch-free :data:`equiseg.models.catalog.FAMILY_INFO` with each family's builder attached.

@@ -74,6 +74,8 @@ class TrainResult:
         model_uri: URI of the logged best model (``train_tracked`` with ``log_model``).
         history: one metrics dict per completed epoch.
         stopped: ``TrainHooks.should_stop`` ended training before ``train.epochs``.
+        early_stopped: the validation objective had not improved for ``train.early_stop_patience`` epochs, so
+            training ended before ``train.epochs`` (the best checkpoint is complete, unlike ``stopped``).
     """
 
     best_checkpoint: Path
@@ -84,6 +86,7 @@ class TrainResult:
     model_uri: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     stopped: bool = False
+    early_stopped: bool = False
 
 
 def train(
@@ -165,8 +168,11 @@ def _fit(
     if rng_state is not None:
         restore_rng_state(rng_state)  # last, so nothing above shifts the restored streams
 
-    stopped = False
+    stopped = early_stopped = False
     for epoch in range(progress.epoch, tc.epochs):
+        if _plateaued(progress.best_epoch, epoch, tc.early_stop_patience):  # a resumed run that had already stopped
+            early_stopped = True
+            break
         skip = progress.epoch_step if epoch == progress.epoch else 0
         loader, steps_per_epoch = epoch_loader(train_set, cfg, info, epoch, skip)
         on_step = functools.partial(_after_step, state, hooks, epoch, steps_per_epoch)
@@ -196,13 +202,29 @@ def _fit(
             logger.info("stopped after epoch %d by TrainHooks.should_stop", epoch + 1)
             stopped = True
             break
+        # rank 0 holds the validation history; the other ranks follow its decision
+        plateau = info.is_main and _plateaued(progress.best_epoch, epoch + 1, tc.early_stop_patience)
+        if tc.early_stop_patience > 0 and _any_rank(plateau, info):
+            logger.info(
+                "early stop after epoch %d: no better validation objective since epoch %d (patience %d)",
+                epoch + 1,
+                progress.best_epoch,
+                tc.early_stop_patience,
+            )
+            early_stopped = True
+            break
 
     result_metrics = dict(state.last_metrics)
     if progress.best_metric is not None:
         result_metrics["best_objective"] = float(progress.best_metric)
         result_metrics["best_epoch"] = float(progress.best_epoch)
     if info.is_main:
-        summary = {"metrics": result_metrics, "history": progress.history, "epochs_run": progress.epoch}
+        summary = {
+            "metrics": result_metrics,
+            "history": progress.history,
+            "epochs_run": progress.epoch,
+            "early_stopped": early_stopped,
+        }
         (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     barrier(info)
     return TrainResult(
@@ -212,6 +234,7 @@ def _fit(
         epochs_run=progress.epoch,
         history=list(progress.history),
         stopped=stopped,
+        early_stopped=early_stopped,
     )
 
 
@@ -279,6 +302,11 @@ def _record_config(cfg: EquisegConfig, out_dir: Path, checkpoint_path: Path | No
     save_config(cfg, out_dir / f"config.resume-{index}.yaml")
     if not (out_dir / "config.yaml").exists():  # resuming from a checkpoint outside out_dir
         save_config(cfg, out_dir / "config.yaml")
+
+
+def _plateaued(best_epoch: int | None, epochs_done: int, patience: int) -> bool:
+    """True when ``patience`` > 0 epochs have passed since the best objective (``best_epoch``, 1-based)."""
+    return patience > 0 and best_epoch is not None and best_epoch > 0 and epochs_done - best_epoch >= patience
 
 
 def _any_rank(flag: bool, info: DistInfo) -> bool:

@@ -29,7 +29,7 @@ def test_sample_follows_the_design_contract(synthetic_source: Path) -> None:
     rgb_unit = to_unit(sample["inputs"]["rgb"], "rgb")
     assert float(rgb_unit.min()) >= 0.0 and float(rgb_unit.max()) <= 1.0 + 1e-5
     depth = sample["inputs"]["depth"]
-    assert 0.5 < float(depth.mean()) < 0.8  # 12-15.6 m of a 20 m range
+    assert 0.5 < float(to_unit(depth, "depth").mean()) < 0.8  # 12-15.6 m of a 20 m range
     assert int(sample["label"].max()) < 8
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 from equiseg.cli import cli
 from equiseg.data import MultimodalDataset, ingest_dataset, manifest_info, read_manifest, validate_dataset
+from equiseg.modalities import to_unit
 
 RNG = np.random.default_rng(0)
 
@@ -63,7 +64,8 @@ def test_mfnet_original_four_channel_layout(tmp_path: Path) -> None:
     assert [r["conditions"] for r in rows] == [["day"], ["night"], ["day"]]
     sample = _dataset(manifest, root, ("rgb", "thermal"))[1]
     raw = np.asarray(Image.open(root / "images" / "00002N.png"))
-    assert torch.allclose(sample["inputs"]["thermal"][0], torch.from_numpy(raw[:, :, 3] / 255.0).float())
+    thermal = to_unit(sample["inputs"]["thermal"], "thermal")[0]
+    assert torch.allclose(thermal, torch.from_numpy(raw[:, :, 3] / 255.0).float(), atol=1e-6)
     assert sorted(sample["label"].unique().tolist()) == [0, 3, 8]
     assert manifest_info(read_manifest(manifest)).num_classes == 9
     _validates(manifest, root, tmp_path, 9)
@@ -199,7 +201,8 @@ def test_pst900_real_frame(realdata_dir: Path, tmp_path: Path) -> None:
     sample = _dataset(manifest, root, ("rgb", "thermal"))[0]
     counts = torch.bincount(sample["label"].flatten(), minlength=5).tolist()
     assert counts == [896434, 5172, 14806, 5188, 0]  # pixel counts from the sample's README
-    assert float((sample["inputs"]["thermal"] == 0).float().sum()) == 22214  # parallax holes
+    thermal = to_unit(sample["inputs"]["thermal"], "thermal")
+    assert float((thermal.abs() < 1e-6).float().sum()) == 22214  # parallax holes
     _validates(manifest, root, tmp_path, 5)
 
 
@@ -216,8 +219,8 @@ def test_mfnet_real_four_channel_frames(realdata_dir: Path, tmp_path: Path) -> N
     sample = _dataset(manifest, root, ("rgb", "thermal"))[0]
     raw = np.asarray(Image.open(root / "images" / "01234N.png"))
     assert raw.shape == (480, 640, 4)
-    thermal = sample["inputs"]["thermal"][0]
-    assert torch.allclose(thermal, torch.from_numpy(raw[:, :, 3] / 255.0).float())
+    thermal = to_unit(sample["inputs"]["thermal"], "thermal")[0]
+    assert torch.allclose(thermal, torch.from_numpy(raw[:, :, 3] / 255.0).float(), atol=1e-6)
     assert float(thermal.std()) > 0.01  # the thermal channel carries an image, not an alpha plane
     assert bool((sample["label"] == 255).all())  # unlabelled frames: every pixel ignored
     _validates(manifest, root, tmp_path, 9)

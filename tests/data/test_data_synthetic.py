@@ -66,11 +66,12 @@ def test_class_table_matches_default_config() -> None:
     assert rgb_visible > max(sum(m in c.reveals for c in CLASS_TABLE) for m in ("depth", "thermal"))
 
 
-def _class_stats(seed_count: int = 40, size: int = 96) -> dict[int, dict[str, list[float]]]:
+def _class_stats(seed_count: int = 40, size: int = 96, **dial: object) -> dict[int, dict[str, list[float]]]:
     """Per class: mean RGB, depth and thermal of its pixels vs the ground pixels of the same scene."""
     stats: dict[int, dict[str, list[float]]] = {c: {"rgb": [], "depth": [], "thermal": []} for c in range(1, 8)}
     for seed in range(seed_count):
-        arrays, label = render_sample(np.random.default_rng([99, seed]), size, ("rgb", "depth", "thermal"))
+        rng = np.random.default_rng([99, seed])
+        arrays, label = render_sample(rng, size, ("rgb", "depth", "thermal"), **dial)  # type: ignore[arg-type]
         ground = label == 0
         # Compare with ground pixels in the same rows, because depth varies with the row (tilted view).
         for cls in np.unique(label).tolist():
@@ -141,9 +142,65 @@ def test_num_classes_limits_the_labels(tmp_path: Path) -> None:
         ({"size": 8}, "size"),
         ({"num_classes": 9}, "num_classes"),
         ({"val_fraction": 0.8, "test_fraction": 0.3}, "sum below 1"),
+        ({"dominant": "lidar", "dominance": 0.5}, "dominant modality"),
+        ({"dominant": "rgb", "dominance": 1.5}, "dominance"),
     ],
 )
 def test_bad_generator_arguments_say_what_to_fix(tmp_path: Path, kwargs: dict, message: str) -> None:
     args = {"samples": 2, "size": 16, "modalities": ("rgb",), "seed": 0, **kwargs}
     with pytest.raises(ValueError, match=message):
         generate_synthetic(tmp_path, progress=False, **args)
+
+
+def test_dominance_dial_leaves_the_dominant_modality_alone_with_its_classes() -> None:
+    """At dominance 1 towards RGB, RGB's classes vanish from depth and thermal; depth-only and thermal-only classes
+    stay; dominance 0 is the balanced world byte for byte."""
+    stats = _class_stats(seed_count=30, size=64, dominant="rgb", dominance=1.0)
+    med = {c: {m: float(np.median(v)) for m, v in s.items() if v} for c, s in stats.items()}
+    assert abs(med[4]["depth"]) < 30 and abs(med[4]["thermal"]) < 2 and abs(med[4]["rgb"]) > 10  # vehicle: RGB only
+    assert abs(med[5]["thermal"]) < 2 and abs(med[5]["depth"]) < 30  # tree
+    assert med[2]["depth"] < -300 and med[3]["thermal"] > 30  # plinth and heated plate keep their sensor
+    balanced = render_sample(np.random.default_rng(3), 32, ("rgb", "depth", "thermal"))
+    zero = render_sample(np.random.default_rng(3), 32, ("rgb", "depth", "thermal"), dominant="depth", dominance=0.0)
+    assert all(np.array_equal(balanced[0][m], zero[0][m]) for m in balanced[0])
+    half = _class_stats(seed_count=30, size=64, dominant="thermal", dominance=0.5)
+    full = _class_stats(seed_count=30, size=64)
+    vehicle_rgb = (float(np.median(np.abs(half[4]["rgb"]))), float(np.median(np.abs(full[4]["rgb"]))))
+    assert vehicle_rgb[0] < 0.75 * vehicle_rgb[1]  # thermal dominance halves the vehicle's colour contrast
+
+
+def test_conditions_can_be_confined_to_the_test_split(tmp_path: Path) -> None:
+    manifest = generate_synthetic(
+        tmp_path, samples=60, size=16, modalities=("rgb",), seed=2, test_fraction=0.4, conditions_split="test",
+        progress=False,
+    )  # fmt: skip
+    table = read_manifest(manifest)
+    by_split: dict[str, set[str]] = {}
+    for split, tags in zip(table.column("split").to_pylist(), table.column("conditions").to_pylist(), strict=True):
+        by_split.setdefault(split, set()).update(tags)
+    assert by_split["train"] == by_split["val"] == {"day", "clear"}
+    assert {"night", "fog"} <= by_split["test"]
+    with pytest.raises(ValueError, match="test_fraction"):
+        generate_synthetic(
+            tmp_path / "x", samples=4, size=16, modalities=("rgb",), seed=0, conditions_split="test", progress=False
+        )
+
+
+def test_normalisation_statistics_standardise_the_world() -> None:
+    """equiseg.modalities' statistics make every dense sensor of the world about mean 0, std 1 once normalised, so
+    a noise sigma means the same for each (docs/data.md, "Normalisation")."""
+    import torch
+
+    from equiseg.data.synthetic import DEPTH_MAX_MM
+    from equiseg.modalities import from_unit
+
+    values: dict[str, list[np.ndarray]] = {"rgb": [], "depth": [], "thermal": []}
+    for index in range(40):
+        arrays, _ = render_sample(np.random.default_rng([0, index]), 48, tuple(values))
+        for name, array in arrays.items():
+            unit = array.astype(np.float32) / (DEPTH_MAX_MM if array.dtype == np.uint16 else 255.0)
+            values[name].append(unit.reshape(48, 48, -1).transpose(2, 0, 1))
+    for name, chunks in values.items():
+        normalised = from_unit(torch.from_numpy(np.stack(chunks)), name)
+        assert abs(float(normalised.mean())) < 0.35, name
+        assert 0.5 < float(normalised.std()) < 1.5, name  # RGB keeps ImageNet's std: 0.57 on day scenes

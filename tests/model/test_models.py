@@ -14,7 +14,14 @@ import torch.nn.functional as F
 from equiseg.models import FAMILIES, VARIANTS, SegmentationModel, SegmentationOutput, create_model, list_models
 
 TINY = [f"{family}_tiny" for family in FAMILIES]
-WEIGHTED = {"equiseg_tiny", "equiseg_nosgm_tiny", "mean_fusion_tiny"}  # families that report modality weights
+EQUISEG = {"equiseg_tiny", "equiseg_nosgm_tiny", "equiseg_shared_tiny", "equiseg_sgm_ce_tiny", "equiseg_sgm_logit_tiny"}
+SGM_TERMS = {  # the loss terms each SGM arm returns
+    "equiseg_tiny": {"sgm_aux_ce", "sgm_logit_kl", "sgm_proto_kl"},
+    "equiseg_shared_tiny": {"sgm_aux_ce", "sgm_logit_kl", "sgm_proto_kl"},
+    "equiseg_sgm_ce_tiny": {"sgm_aux_ce"},
+    "equiseg_sgm_logit_tiny": {"sgm_aux_ce", "sgm_logit_kl"},
+}
+WEIGHTED = EQUISEG | {"mean_fusion_tiny", "late_fusion_tiny"}  # families that report modality weights
 RGB_BOUND = {"segformer_rgb_tiny", "cmnext_like_tiny"}
 NUM_CLASSES = 5
 SIZE = 64
@@ -46,7 +53,9 @@ def build(name: str, modalities: tuple[str, ...] = ("rgb", "depth", "thermal"), 
 def test_registry_has_every_family_in_every_variant() -> None:
     names = list_models()
     assert len(names) == len(set(names)) == len(FAMILIES) * len(VARIANTS)
-    for family in ("equiseg", "equiseg_nosgm", "segformer_rgb", "early_fusion", "cmnext_like", "mean_fusion"):
+    families = ("equiseg", "equiseg_nosgm", "segformer_rgb", "early_fusion", "cmnext_like", "mean_fusion")
+    controls = ("equiseg_shared", "equiseg_sgm_ce", "equiseg_sgm_logit", "late_fusion")
+    for family in families + controls:
         for variant in ("tiny", "b0", "b1", "b2"):
             assert f"{family}_{variant}" in names
 
@@ -116,8 +125,8 @@ def test_every_parameter_gets_a_gradient(name: str) -> None:
     model = build(name, modalities).train()
     labels = make_labels()
     out = model(make_inputs(model, modalities), labels)
-    if name == "equiseg_tiny":
-        assert set(out.aux_losses) == {"sgm_aux_ce", "sgm_logit_kl", "sgm_proto_kl"}
+    if name in SGM_TERMS:
+        assert set(out.aux_losses) == SGM_TERMS[name]
     else:
         assert out.aux_losses == {}
     loss = F.cross_entropy(out.logits, labels, ignore_index=255) + sum(out.aux_losses.values())
@@ -217,6 +226,10 @@ def test_sharing_encoder_weights_shrinks_equiseg_but_not_the_fixed_designs() -> 
 
     assert params("equiseg_tiny", True) < 0.6 * params("equiseg_tiny", False)
     assert params("mean_fusion_tiny", True) == params("mean_fusion_tiny", False)
+    # equiseg_shared is equiseg_tiny with share_encoder_weights fixed on; late_fusion has equiseg's branches
+    assert params("equiseg_shared_tiny", False) == params("equiseg_tiny", True)
+    assert params("late_fusion_tiny", False) < params("equiseg_nosgm_tiny", False) < params("equiseg_tiny", False)
+    assert params("late_fusion_tiny", False) > 2.5 * params("mean_fusion_tiny", False)
 
 
 def test_equiseg_learns_a_task_only_depth_can_solve() -> None:
@@ -313,6 +326,10 @@ STATE_PREFIXES = {
     "early_fusion_tiny": {"encoder", "decoder"},
     "cmnext_like_tiny": {"rgb", "aux", "hubs", "fusions", "decoder"},
     "mean_fusion_tiny": {"encoders", "decoder"},
+    "late_fusion_tiny": {"encoders", "decoder"},
+    "equiseg_shared_tiny": {"encoders", "cmtb", "selection", "decoder", "sgm"},
+    "equiseg_sgm_ce_tiny": {"encoders", "cmtb", "selection", "decoder", "sgm"},
+    "equiseg_sgm_logit_tiny": {"encoders", "cmtb", "selection", "decoder", "sgm"},
 }
 
 
@@ -323,8 +340,60 @@ def test_state_dict_layout_is_stable(name: str) -> None:
     branch = "rgb.patch_embed.proj.weight" if name == "cmnext_like_tiny" else None
     if name in ("segformer_rgb_tiny", "early_fusion_tiny"):
         branch = "encoder.stages.3.blocks.0.mlp.fc1.weight"
-    elif name.startswith("equiseg"):
+    elif name == "equiseg_shared_tiny":
+        branch = "encoders.shared.stages.0.blocks.0.attn.q.weight"
+    elif name.startswith("equiseg") or name == "late_fusion_tiny":
         branch = "encoders.branches.depth.stages.0.blocks.0.attn.q.weight"
     elif name == "mean_fusion_tiny":
         branch = "encoders.stems.depth.proj.weight"
     assert branch in keys
+
+
+def test_selection_weighs_modalities_per_position() -> None:
+    """The hierarchical selection gives every position its own modality weights (not one number per image)."""
+    modalities = ("rgb", "depth", "thermal")
+    model = build("equiseg_tiny", modalities).eval()
+    with torch.no_grad():
+        out = model(make_inputs(model, modalities))
+    for stage, size in zip(("stage1", "stage2", "stage3", "stage4"), (16, 8, 4, 2), strict=True):
+        maps = out.selection_maps[stage]
+        assert maps.shape == (2, 3, size, size)
+        torch.testing.assert_close(maps.sum(dim=1), torch.ones(2, size, size))
+        torch.testing.assert_close(out.modality_weights[stage], maps.mean(dim=(2, 3)))
+        spread = maps.flatten(2).std(dim=2)  # (B, N): how much a modality's weight varies across positions
+        assert float(spread.max()) > 1e-3, stage
+
+
+def test_sgm_contribution_weighs_the_fusion_at_inference() -> None:
+    """The SGM heads' contribution estimates exist without labels and change when a modality is zeroed or dropped;
+    the fusion follows them (equiseg_nosgm has none)."""
+    modalities = ("rgb", "depth", "thermal")
+    model = build("equiseg_tiny", modalities).eval()
+    inputs = make_inputs(model, modalities)
+    with torch.no_grad():
+        full = model(inputs)
+        zeroed = model({**inputs, "depth": torch.zeros_like(inputs["depth"])})
+        dropped = model({m: inputs[m] for m in ("rgb", "thermal")})
+    assert full.contribution is not None and full.contribution.shape == (2, 3, 16, 16)
+    torch.testing.assert_close(full.contribution.sum(dim=1), torch.ones(2, 16, 16))
+    assert zeroed.contribution is not None and dropped.contribution is not None
+    assert not torch.allclose(full.contribution, zeroed.contribution)
+    assert dropped.contribution.shape == (2, 2, 16, 16)
+    # the prior acts on the selection: without it (gain 0) the stage-1 weights differ
+    with torch.no_grad():
+        for select in model.selection:
+            select.prior_gain.fill_(0.0)
+        unguided = model(inputs)
+    assert not torch.allclose(full.selection_maps["stage1"], unguided.selection_maps["stage1"])
+    nosgm = build("equiseg_nosgm_tiny", modalities).eval()
+    with torch.no_grad():
+        assert nosgm(inputs).contribution is None
+
+
+def test_sgm_heads_read_quarter_resolution_features() -> None:
+    modalities = ("rgb", "depth")
+    model = build("equiseg_tiny", modalities).eval()
+    with torch.no_grad():
+        features = model.encode(make_inputs(model, modalities), list(modalities))
+    assert set(features.aux_logits) == set(modalities)
+    assert all(logits.shape == (2, NUM_CLASSES, SIZE // 4, SIZE // 4) for logits in features.aux_logits.values())

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 import equiseg
 from equiseg.config import TrackingConfig
+from equiseg.modalities import from_unit
 from equiseg.tracking import Tracker, TrackingError, configure_store, resolve_tracking_uri
 from equiseg.tracking.models import UnsafeModelError, normalize_inputs, predict_masks
 from equiseg.training import load_model_from_checkpoint
@@ -79,7 +80,8 @@ def test_logged_model_loads_back_and_predicts_on_every_modality_subset(tracked_r
         "thermal": np.random.default_rng(2).integers(0, 256, (2, 1, 32, 32)).astype(np.uint8),
     }
     normalised = normalize_inputs(raw)
-    torch.testing.assert_close(normalised["depth"], torch.as_tensor(raw["depth"] / 65535.0, dtype=torch.float32))
+    unit = torch.as_tensor(raw["depth"] / 65535.0, dtype=torch.float32)
+    torch.testing.assert_close(normalised["depth"], from_unit(unit, "depth"))  # standardised (docs/data.md)
     as_sent = {name: array.astype(np.float32) for name, array in raw.items()}  # MLflow carries float32
     for size in (1, 2, 3):
         for subset in itertools.combinations(("rgb", "depth", "thermal"), size):
