@@ -26,6 +26,7 @@ __all__ = [
     "Comparison",
     "bootstrap_interval",
     "compare",
+    "percentile_interval",
     "permutation_test",
     "student_t_sf",
     "welch_test",
@@ -124,6 +125,16 @@ def permutation_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -
     return (hits + 1) / (_MONTE_CARLO_DRAWS + 1), False, _MONTE_CARLO_DRAWS
 
 
+def percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile interval of a 1-D sample (NaN when every sample is NaN)."""
+    finite = samples[np.isfinite(samples)]
+    if finite.size == 0:
+        return math.nan, math.nan
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
 def bootstrap_interval(
     a: Sequence[float], b: Sequence[float], *, level: float = 0.95, replicates: int = 10_000, seed: int = 0
 ) -> tuple[float, float]:
@@ -134,9 +145,7 @@ def bootstrap_interval(
     rng = np.random.default_rng(seed)
     mx = x[rng.integers(0, x.size, size=(replicates, x.size))].mean(axis=1)
     my = y[rng.integers(0, y.size, size=(replicates, y.size))].mean(axis=1)
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(mx - my, [tail, 1.0 - tail])
-    return float(low), float(high)
+    return percentile_interval(mx - my, level)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from equiseg.experiments.significance import percentile_interval
 from equiseg.robustness.metrics import miou
 from equiseg.robustness.result import SliceResult
 from equiseg.robustness.runner import aggregate_slices
@@ -159,13 +160,3 @@ def seed_bootstrap(
     seeds, replicates = stacked.shape[0], stacked.shape[1]
     draws = rng.integers(0, seeds, size=(replicates, seeds))
     return stacked[draws, np.arange(replicates)[:, None], :].mean(axis=1)
-
-
-def percentile_interval(samples: NDArray[np.float64], level: float) -> tuple[float, float]:
-    """Percentile interval of a 1-D sample (NaN when every sample is NaN)."""
-    finite = samples[np.isfinite(samples)]
-    if finite.size == 0:
-        return math.nan, math.nan
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
-    return float(low), float(high)
