@@ -43,6 +43,14 @@ def group() -> None:
     "(default postgresql+psycopg2://postgres@127.0.0.1:5432/equiseg).",
 )
 @click.option("--mlflow-port", type=int, default=5000, show_default=True, help="--runner docker: MLflow server port.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for another local run on the same output folder or data root to finish (0: refuse at once).",
+)
 @json_option
 def run_cmd(
     profile: str,
@@ -53,6 +61,7 @@ def run_cmd(
     runner: str,
     postgres: str | None,
     mlflow_port: int,
+    wait_seconds: float,
     as_json: bool,
 ) -> None:
     """Run the whole pipeline on this machine: data, validation, DVC, tuning, training, robustness, gate, registry.
@@ -73,6 +82,7 @@ def run_cmd(
             pipeline_run_id=pipeline_run_id,
             runner="docker" if runner == "docker" else "subprocess",
             docker=settings,
+            wait_seconds=wait_seconds,
         )
     except (RuntimeError, FileExistsError) as exc:  # a failed step, a busy pipeline, a reused run id, no Docker
         raise click.ClickException(str(exc)) from exc

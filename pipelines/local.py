@@ -144,14 +144,17 @@ def run_local(
     pipeline_run_id: str | None = None,
     runner: Runner = "subprocess",
     docker: DockerSettings | None = None,
+    wait_seconds: float = 0.0,
 ) -> LocalRun:
     """Run the whole pipeline locally and return where its outputs are.
 
     ``runner="docker"`` runs every step in the project image (:mod:`pipelines.containers`); its services and data
-    volume come from ``docker`` (default :class:`DockerSettings`) and their overrides follow ``overrides``.
+    volume come from ``docker`` (default :class:`DockerSettings`) and their overrides follow ``overrides``. While
+    another local run holds the output folder or the data root, this one waits up to ``wait_seconds`` (0: refuses).
 
     Raises:
-        PipelineBusyError: another local run holds the output folder or the data root (nothing is written).
+        PipelineBusyError: another local run holds the output folder or the data root past ``wait_seconds``
+            (nothing is written).
         FileExistsError: ``pipeline_run_id`` already has a run folder.
         RuntimeError: a step failed; the run summary (written by the exit handler) says which and why.
         containers.DockerError: ``runner="docker"`` and the engine, the image or a service is not there.
@@ -163,7 +166,7 @@ def run_local(
     cfg = load_config(profile, overrides)
     pipeline_run_id = pipeline_run_id or new_pipeline_run_id(profile)
     run_dir = run_dir_for(cfg, pipeline_run_id)
-    with exclusive_pipeline_run(cfg, pipeline_run_id):
+    with exclusive_pipeline_run(cfg, pipeline_run_id, wait_seconds=wait_seconds):
         if run_dir.exists():
             raise FileExistsError(
                 f"pipeline run {pipeline_run_id} already has a run folder ({run_dir}); runs never share one: "

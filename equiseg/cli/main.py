@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from equiseg import __version__
+from equiseg.process import skip_final_collection
 
 #: name -> (module, attribute holding the click command, one-line help shown by ``equiseg --help``).
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -182,4 +183,5 @@ def cli(verbose: int, tracking_timeout: float) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    skip_final_collection()
     cli(prog_name="equiseg")

@@ -12,7 +12,7 @@ from equiseg.cli.train_cmd import data_paths, overlay_option, resolve_with_overl
 from equiseg.config import ConfigError
 from equiseg.tracking import Tracker
 from equiseg.tuning import run_study
-from equiseg.tuning.study import default_storage
+from equiseg.tuning.storage import default_storage
 
 __all__ = ["command"]
 

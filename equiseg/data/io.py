@@ -24,6 +24,7 @@ __all__ = [
     "check_png_integrity",
     "decode_array",
     "decode_image",
+    "encode_png",
     "file_kind",
     "mode_channels_dtype",
     "parse_bands",
@@ -303,11 +304,11 @@ def apply_label_encoding(raw: np.ndarray, encoding: str, ignore_index: int = 255
     raise ValueError(f"unknown label encoding {encoding!r}; use identity, shift1 or deliver")
 
 
-def save_png(array: np.ndarray, path: Path) -> bytes:
-    """Write uint8 ``(H, W[, C])`` or uint16 ``(H, W)`` as PNG with fixed settings; returns the bytes written.
+def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes of uint8 ``(H, W[, C])`` or uint16 ``(H, W)`` with fixed settings: the same array, the same bytes.
 
-    The same array always gives the same bytes (zlib level 1 with the ``Z_RLE`` strategy: about 1.5x faster than
-    the default on noisy sensor images at the same size).
+    zlib level 1 with the ``Z_RLE`` strategy: about 1.5x faster than the default on noisy sensor images at the same
+    size.
     """
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
@@ -315,7 +316,12 @@ def save_png(array: np.ndarray, path: Path) -> bytes:
         raise ValueError(f"save_png writes uint8 (H, W[, C]) or uint16 (H, W), got {array.dtype} {array.shape}")
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=1, compress_type=3)
-    data = buffer.getvalue()
+    return buffer.getvalue()
+
+
+def save_png(array: np.ndarray, path: Path) -> bytes:
+    """Write :func:`encode_png`'s bytes of ``array`` to ``path`` (parents created); returns the bytes written."""
+    data = encode_png(array)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return data

@@ -1,30 +1,11 @@
-"""A procedural multimodal world whose modalities complement each other (docs/data.md).
-
-A top-down camera looks at textured ground with objects on it. One height field drives every sensor, so geometry
-is consistent and occlusion-correct (the highest surface wins, as seen from above):
-
-* RGB: albedo × texture × Lambert shading from the height-field normals, sensor noise; night darkens it, fog
-  blends it towards grey with depth.
-* depth: camera distance to the surface (a tilted ground plane minus object height), 16-bit PNG in millimetres.
-* thermal: per-class temperature + low-frequency variation + noise, 8-bit like an AGC'd FLIR frame.
-* lidar (optional): sparse depth on scan lines; event (optional): edges of log luminance plus noise events;
-  hha (optional): disparity, height above ground, angle to vertical.
-
-The classes are designed so no modality suffices: ``lane_marking`` is flat paint at ground temperature (RGB only),
-``plinth`` is ground-coloured and ambient but raised (depth only), ``heated_plate`` is flush and ground-coloured
-but warm (thermal only); the rest show in several. Output is byte-identical per seed: every sample draws from
-``numpy.random.default_rng([seed, index])`` and PNGs are written with fixed settings. The renderer uses only
-IEEE-exact array arithmetic (+ − × ÷ √, interpolation); transcendental functions are evaluated by ``math`` on
-scalars or tabulated, never by NumPy's CPU-dispatched SIMD ufuncs (``np.exp``, ``np.sin`` ... may differ in the last
-bit between AVX2 and AVX-512 machines, which would change PNG bytes and the DVC hash).
-"""
+"""Synthetic datasets on disk: the world of :mod:`equiseg.data.world` rendered scene by scene into PNGs and a
+manifest (docs/data.md), byte-identical per seed, so a folder the generator wrote can be recognised and kept."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +14,8 @@ import numpy as np
 from tqdm import tqdm
 
 from equiseg.config import DataConfig
-from equiseg.data.dominance import DOMINANT_MODALITIES, attenuate, class_gains
-from equiseg.data.io import save_png
+from equiseg.data.dominance import DOMINANT_MODALITIES
+from equiseg.data.io import encode_png, save_png
 from equiseg.data.manifest import (
     MANIFEST_NAME,
     ManifestError,
@@ -46,7 +27,15 @@ from equiseg.data.manifest import (
     rows_to_table,
     write_manifest,
 )
-from equiseg.data.procedural import derived_sensors, object_mask, pixel_grid, sensor_noise, to_uint8, value_noise
+from equiseg.data.world import (
+    CLASS_NAMES,
+    CLASS_TABLE,
+    DEPTH_MAX_MM,
+    SYNTHETIC_CLASS_SET,
+    SYNTHETIC_MODALITIES,
+    SyntheticClass,
+    render_sample,
+)
 
 __all__ = [
     "CLASS_NAMES",
@@ -63,168 +52,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC_CLASS_SET = "equiseg-synthetic-v1"
-SYNTHETIC_MODALITIES: tuple[str, ...] = ("rgb", "depth", "thermal", "lidar", "event", "hha")
-DEPTH_MAX_MM = 20000  # depth and lidar: raw millimetres × 1/20000 = [0, 1]
-_THERMAL_MIN_C, _THERMAL_MAX_C = -20.0, 60.0  # 8-bit thermal spans this temperature range
-_SCENE_METRES = 24.0  # side of the square ground patch seen by the camera
-_CAMERA_HEIGHT_M = 12.0
-
-
-@dataclass(frozen=True)
-class SyntheticClass:
-    """One class of the synthetic world and the modalities that reveal it."""
-
-    id: int
-    name: str
-    reveals: tuple[str, ...]
-    description: str
-    colour: tuple[int, int, int]  # visualisation palette
-
-
-CLASS_TABLE: tuple[SyntheticClass, ...] = (
-    SyntheticClass(0, "ground", ("rgb", "depth", "thermal"), "textured soil, flat, ambient temperature", (0, 0, 0)),
-    SyntheticClass(
-        1, "lane_marking", ("rgb",), "flat white or yellow paint, ground height and temperature", (255, 255, 255)
-    ),
-    SyntheticClass(2, "plinth", ("depth",), "raised block with the ground's colour and temperature", (128, 64, 0)),
-    SyntheticClass(
-        3, "heated_plate", ("thermal",), "flush plate with the ground's colour, 12-25 °C warmer", (255, 0, 0)
-    ),
-    SyntheticClass(
-        4, "vehicle", ("rgb", "depth", "thermal"), "saturated paint, 1.5 m rounded body, warm engine", (0, 0, 255)
-    ),
-    SyntheticClass(
-        5, "tree", ("rgb", "depth", "thermal"), "green dome crown 3-6 m tall, cooler than the air", (0, 160, 0)
-    ),
-    SyntheticClass(6, "puddle", ("rgb", "thermal"), "flat dark water, colder than the ground", (0, 200, 255)),
-    SyntheticClass(
-        7, "pole", ("rgb", "depth"), "thin grey metal column 4-8 m tall, ambient temperature", (200, 200, 0)
-    ),
-)
-CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASS_TABLE)
-
-# Relative frequency of each object class (index = class id; ground is the background, never placed).
-_CLASS_WEIGHTS = np.array([0.0, 0.16, 0.16, 0.16, 0.14, 0.14, 0.10, 0.14])
 _MODALITY_CHANNELS = {"rgb": 3, "depth": 1, "thermal": 1, "lidar": 1, "event": 1, "hha": 3}
-
-
-def render_sample(
-    rng: np.random.Generator,
-    size: int,
-    modalities: Sequence[str],
-    *,
-    night: bool = False,
-    fog: bool = False,
-    num_classes: int = len(CLASS_TABLE),
-    dominant: str = "",
-    dominance: float = 0.0,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Render one scene: ``({modality: uint8/uint16 (H, W[, C])}, label uint8 (H, W))``.
-
-    ``dominant`` / ``dominance``: the dominance dial (:func:`equiseg.data.dominance.class_gains`); the defaults
-    render the balanced world byte for byte as before the dial existed.
-    """
-    gains = class_gains([c.reveals for c in CLASS_TABLE], dominant, dominance)
-    dialled = bool(dominant) and dominance > 0.0
-    # per-pixel share of the object's height seen by RGB shading and by the range sensors (1 without the dial)
-    rgb_height_gain = np.ones((size, size), dtype=np.float32) if dialled else None
-    depth_height_gain = np.ones((size, size), dtype=np.float32) if dialled else None
-    yy, xx = pixel_grid(size)
-    # Ground: one albedo + texture shared by ground, plinths and heated plates (so RGB cannot tell them apart).
-    ground_rgb = (np.array([0.46, 0.42, 0.36]) + rng.uniform(-0.06, 0.06, size=3)).astype(np.float32)
-    texture = 1.0 + 0.14 * value_noise(rng, size, (max(4, size // 8), max(8, size // 4)))
-    fine = 1.0 + sensor_noise(rng, (size, size), 0.035)  # per-pixel albedo grain of paint, leaves, metal
-    ambient_c = rng.uniform(8.0, 26.0) - (7.0 if night else 0.0)
-
-    height = np.zeros((size, size), dtype=np.float32)
-    order = np.full((size, size), -1.0, dtype=np.float32)  # z-buffer key: height plus a small per-object layer term
-    label = np.zeros((size, size), dtype=np.uint8)
-    albedo = ground_rgb[None, None, :] * texture[:, :, None]
-    temperature = ambient_c + 1.2 * value_noise(rng, size, (3,))
-    # the ground as it would look without objects: what the dial blends a class's signature back towards
-    ground_albedo = albedo.copy() if dialled else albedo
-    ground_temp = temperature.copy() if dialled else temperature
-
-    weights = _CLASS_WEIGHTS[:num_classes] / sum(_CLASS_WEIGHTS[:num_classes].tolist())
-    n_objects = int(rng.integers(4, 10))
-    classes = rng.choice(num_classes, size=n_objects, p=weights)
-    for layer, cls in enumerate(classes.tolist()):
-        mask, obj_height, box = object_mask(cls, rng, xx, yy, size)
-        key = obj_height + 1e-3 * (layer + 1)
-        visible = mask & (key > order[box])
-        if not visible.any():
-            continue
-        order[box][visible] = key[visible]
-        height[box][visible] = obj_height[visible]
-        label[box][visible] = cls
-        region_albedo = albedo[box]
-        region_temp = temperature[box]
-        if cls == 1:
-            paint = np.array([0.92, 0.92, 0.9]) if rng.random() < 0.6 else np.array([0.93, 0.8, 0.2])
-            region_albedo[visible] = paint * fine[box][visible][:, None]
-        elif cls == 4:
-            hue = rng.uniform(0.0, 1.0)
-            paint = np.array([0.5 + 0.45 * math.cos(2 * math.pi * (hue + k / 3)) for k in range(3)])
-            region_albedo[visible] = paint * fine[box][visible][:, None]
-            region_temp[visible] = ambient_c + rng.uniform(10.0, 20.0)
-        elif cls == 5:
-            leaf = np.array([0.16, 0.42, 0.12]) + rng.uniform(-0.04, 0.04, size=3)
-            region_albedo[visible] = leaf * texture[box][visible][:, None] * fine[box][visible][:, None]
-            region_temp[visible] = ambient_c - rng.uniform(4.0, 7.0)
-        elif cls == 6:
-            region_albedo[visible] = np.array([0.12, 0.16, 0.24]) * fine[box][visible][:, None]
-            region_temp[visible] = ambient_c - rng.uniform(4.0, 8.0)
-        elif cls == 7:
-            region_albedo[visible] = np.array([0.66, 0.67, 0.72]) * fine[box][visible][:, None]
-        elif cls == 3:
-            region_temp[visible] = ambient_c + rng.uniform(12.0, 25.0)
-        # cls 2 (plinth) keeps the ground's albedo and temperature: only its height differs.
-        if dialled:
-            attenuate(cls, gains, box, visible, region_albedo, region_temp, ground_albedo, ground_temp)
-            assert rgb_height_gain is not None and depth_height_gain is not None
-            rgb_height_gain[box][visible] = gains["rgb"][cls]
-            depth_height_gain[box][visible] = gains["depth"][cls]
-
-    # Geometry shared by all sensors: depth along a tilted view, normals from the height field.
-    metres_per_px = _SCENE_METRES / size
-    tilt = 1.0 + 0.3 * (1.0 - yy / max(size - 1, 1))
-    depth_m = (_CAMERA_HEIGHT_M - (height if depth_height_gain is None else height * depth_height_gain)) * tilt
-    gy, gx = np.gradient(height if rgb_height_gain is None else height * rgb_height_gain, metres_per_px)
-    norm = np.sqrt(gx**2 + gy**2 + 1.0)
-    azimuth, elevation = rng.uniform(0, 2 * np.pi), rng.uniform(0.6, 1.2)
-    # Python floats (not numpy float64 scalars) keep the arrays float32 under NumPy 2 promotion rules.
-    lx = math.cos(azimuth) * math.cos(elevation)
-    ly = math.sin(azimuth) * math.cos(elevation)
-    lz = math.sin(elevation)
-    lambert = np.clip((-gx * lx - gy * ly + lz) / norm, 0.0, None)
-    shade = 0.35 + (0.75 / lz) * lambert  # flat ground gets 1.1 whatever the sun elevation
-
-    out: dict[str, np.ndarray] = {}
-    rgb = albedo * shade[:, :, None]
-    if night:
-        rgb = rgb * rng.uniform(0.1, 0.22) + sensor_noise(rng, rgb.shape, 0.02)
-    else:
-        rgb = rgb + sensor_noise(rng, rgb.shape, 0.012)
-    if fog:
-        beta = rng.uniform(0.08, 0.16)
-        grid = np.arange(0.0, 25.01, 0.01)
-        table = np.array([math.exp(-beta * d) for d in grid.tolist()])  # libm, not a SIMD ufunc
-        transmission = np.interp(depth_m, grid, table).astype(np.float32)[:, :, None]
-        rgb = rgb * transmission + 0.72 * (1.0 - transmission)
-        temperature = temperature * 0.85 + 0.15 * ambient_c
-    if "rgb" in modalities:
-        out["rgb"] = to_uint8(rgb * 255.0)
-    depth_mm = depth_m * 1000.0 + sensor_noise(rng, depth_m.shape, 8.0)
-    depth_u16 = np.clip(np.round(depth_mm), 1, DEPTH_MAX_MM).astype(np.uint16)
-    if "depth" in modalities:
-        out["depth"] = depth_u16
-    if "thermal" in modalities:
-        thermal = temperature + sensor_noise(rng, temperature.shape, 0.5)
-        scaled = (thermal - _THERMAL_MIN_C) / (_THERMAL_MAX_C - _THERMAL_MIN_C) * 255.0
-        out["thermal"] = to_uint8(scaled)
-    out.update(derived_sensors(rng, size, modalities, depth_u16, depth_m, rgb, height, norm))
-    return out, label
 
 
 def _clear_previous(out_dir: Path, overwrite: bool) -> None:
@@ -314,6 +142,94 @@ def _check_arguments(
     return n_classes
 
 
+_META_GENERATOR = b"equiseg.generator"
+
+
+@dataclass(frozen=True)
+class _World:
+    """The settings that decide every scene's pixels (the split assignment aside)."""
+
+    seed: int
+    size: int
+    modalities: tuple[str, ...]
+    conditions: bool
+    conditions_split: str
+    num_classes: int
+    dominant: str
+    dominance: float
+
+
+def _render_scene(index: int, split: str, world: _World) -> tuple[dict[str, np.ndarray], np.ndarray, bool, bool]:
+    """Scene ``index`` of the world: its sensor arrays, label and (night, fog) flags; a pure function of its inputs."""
+    rng = np.random.default_rng([world.seed, index])
+    night = world.conditions and bool(rng.random() < 0.25)
+    fog = world.conditions and bool(rng.random() < 0.2)
+    if world.conditions_split == "test" and split != "test":  # the draws above keep every stream aligned
+        night = fog = False
+    arrays, label = render_sample(
+        rng,
+        world.size,
+        world.modalities,
+        night=night,
+        fog=fog,
+        num_classes=world.num_classes,
+        dominant=world.dominant,
+        dominance=world.dominance,
+    )
+    return arrays, label, night, fog
+
+
+def _generator_record(world: _World, samples: int, val_fraction: float, test_fraction: float) -> dict[str, object]:
+    """The generator settings a synthetic manifest records in its footer."""
+    generator: dict[str, object] = {
+        "samples": samples,
+        "size": world.size,
+        "modalities": list(world.modalities),
+        "seed": world.seed,
+    }
+    generator.update(conditions=world.conditions, val_fraction=val_fraction, test_fraction=test_fraction)
+    if world.dominant and world.dominance > 0.0:  # recorded only when set: the balanced world's manifest unchanged
+        generator.update(dominant=world.dominant, dominance=world.dominance)
+    if world.conditions_split != "all":
+        generator.update(conditions_split=world.conditions_split)
+    return generator
+
+
+def _unchanged_dataset(out_dir: Path, world: _World, samples: int, val_fraction: float, test_fraction: float) -> bool:
+    """Whether ``out_dir`` already holds, byte for byte, what :func:`generate_synthetic` would write there.
+
+    The manifest must record the same generator settings and classes, every file it lists must be there with its
+    recorded SHA-256, and today's renderer must reproduce the first scene's recorded bytes (so a changed renderer
+    never passes old pixels off as new).
+    """
+    manifest = out_dir / MANIFEST_NAME
+    try:
+        table = read_manifest(manifest) if manifest.is_file() else None
+    except ManifestError:
+        return False
+    if table is None or table.num_rows != samples or table.num_rows == 0:
+        return False
+    recorded = (table.schema.metadata or {}).get(_META_GENERATOR, b"")
+    expected = json.dumps(_generator_record(world, samples, val_fraction, test_fraction), sort_keys=True).encode()
+    if recorded != expected or manifest_info(table).num_classes != world.num_classes:
+        return False
+    rows = table.to_pylist()
+    checks = [(row[f"{m}_path"], row[f"{m}_sha256"]) for row in rows for m in world.modalities]
+    checks += [(row["label_path"], row["label_sha256"]) for row in rows]
+    for rel, digest in checks:
+        try:
+            path = resolve_in_root(out_dir, rel)
+        except PathEscapeError:
+            return False
+        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            return False
+    first = rows[0]
+    arrays, label, _, _ = _render_scene(int(first["sample_id"].removeprefix("syn")), first["split"], world)
+    rendered = {m: hashlib.sha256(encode_png(arrays[m])).hexdigest() for m in world.modalities}
+    rendered["label"] = hashlib.sha256(encode_png(label)).hexdigest()
+    return rendered == {**{m: first[f"{m}_sha256"] for m in world.modalities}, "label": first["label_sha256"]}
+
+
 def generate_synthetic(
     out_dir: Path,
     *,
@@ -366,16 +282,10 @@ def generate_synthetic(
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous(out_dir, overwrite)
     splits = _assign_splits(np.random.default_rng([seed, 2**31 - 1]), samples, val_fraction, test_fraction)
+    world = _World(seed, size, tuple(modalities), conditions, conditions_split, n_classes, dominant, dominance)
     rows: list[ManifestRow] = []
     for index in tqdm(range(samples), desc="synth", unit="sample", disable=not progress, leave=False):
-        rng = np.random.default_rng([seed, index])
-        night = conditions and bool(rng.random() < 0.25)
-        fog = conditions and bool(rng.random() < 0.2)
-        if conditions_split == "test" and splits[index] != "test":  # the draws above keep every stream aligned
-            night = fog = False
-        arrays, label = render_sample(
-            rng, size, modalities, night=night, fog=fog, num_classes=n_classes, dominant=dominant, dominance=dominance
-        )
+        arrays, label, night, fog = _render_scene(index, splits[index], world)
         sample_id = f"syn{index:06d}"
         files: dict[str, dict[str, object]] = {}
         for modality in modalities:
@@ -409,14 +319,9 @@ def generate_synthetic(
             )
         )
     table = rows_to_table(rows, modalities, num_classes=n_classes, source="synthetic")
-    generator = {"samples": samples, "size": size, "modalities": list(modalities), "seed": seed}
-    generator.update(conditions=conditions, val_fraction=val_fraction, test_fraction=test_fraction)
-    if dominant and dominance > 0.0:  # recorded only when set, so the balanced world's manifest is unchanged
-        generator.update(dominant=dominant, dominance=dominance)
-    if conditions_split != "all":
-        generator.update(conditions_split=conditions_split)
+    generator = _generator_record(world, samples, val_fraction, test_fraction)
     metadata = dict(table.schema.metadata or {})
-    metadata[b"equiseg.generator"] = json.dumps(generator, sort_keys=True).encode()
+    metadata[_META_GENERATOR] = json.dumps(generator, sort_keys=True).encode()
     table = table.replace_schema_metadata(metadata)
     manifest = write_manifest(table, out_dir / MANIFEST_NAME)
     logger.info("wrote %d synthetic samples (%d px, %s) to %s", samples, size, ",".join(modalities), out_dir)
@@ -426,9 +331,34 @@ def generate_synthetic(
 def generate_from_config(data: DataConfig, out_dir: Path, *, progress: bool = False) -> Path:
     """:func:`generate_synthetic` with every setting taken from the ``data:`` section; returns the manifest path.
 
-    The pipeline regenerates its data root each run, so an earlier output there is replaced (``overwrite``): only
-    the files that output listed are removed.
+    A dataset in ``out_dir`` that this call would write byte for byte is kept as it is and only read (no file is
+    rewritten, so a run reading it is never disturbed and its DVC version stays the same); otherwise the earlier
+    output there is replaced (``overwrite``): only the files that output listed are removed.
     """
+    n_classes = _check_arguments(
+        data.modalities,
+        data.samples,
+        data.image_size,
+        data.num_classes,
+        data.dominant_modality,
+        data.dominance,
+        data.conditions_split,
+        data.test_fraction,
+    )
+    world = _World(
+        data.seed,
+        data.image_size,
+        tuple(data.modalities),
+        data.conditions,
+        data.conditions_split,
+        n_classes,
+        data.dominant_modality,
+        data.dominance,
+    )
+    out_dir = Path(out_dir)
+    if _unchanged_dataset(out_dir, world, data.samples, data.val_fraction, data.test_fraction):
+        logger.info("kept the synthetic dataset in %s: it is what this config generates, byte for byte", out_dir)
+        return out_dir / MANIFEST_NAME
     return generate_synthetic(
         out_dir,
         samples=data.samples,

@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import re
 import secrets
@@ -27,9 +28,12 @@ import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from equiseg.config import EquisegConfig, save_config
+from equiseg.process import skip_final_collection
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "REPORT_LABELS",
@@ -152,7 +156,12 @@ class TaskFacts:
     @classmethod
     @contextlib.contextmanager
     def written_to(cls, folder: str | Path, name: str) -> Iterator[TaskFacts]:
-        """Facts for one task, written to ``<folder>/<name>.json`` when the block ends, also when it raises."""
+        """Facts for one task, written to ``<folder>/<name>.json`` when the block ends, also when it raises.
+
+        Every KFP task enters this block, so it is where a task's process is told to end without the final full
+        garbage collection (:func:`equiseg.process.skip_final_collection`).
+        """
+        skip_final_collection()
         facts = cls()
         try:
             yield facts
@@ -229,13 +238,44 @@ def _lock_files(cfg: EquisegConfig) -> list[Path]:
     return [out / ".pipeline.lock", data.parent / f".{data.name}.pipeline.lock"]
 
 
-@contextlib.contextmanager
-def exclusive_pipeline_run(cfg: EquisegConfig, pipeline_run_id: str) -> Iterator[None]:
-    """Hold the local pipeline locks on ``pipeline.output_dir`` and ``data.root`` for one run, or refuse at once.
+def _acquire(handle: IO[str], path: Path, wait_seconds: float, poll_seconds: float) -> None:
+    """Take the exclusive lock on ``handle``, waiting up to ``wait_seconds``; :class:`PipelineBusyError` if not."""
+    deadline = time.monotonic() + wait_seconds
+    announced = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown run"
+        if time.monotonic() >= deadline:
+            hint = (
+                f"it did not finish within --wait {wait_seconds:g} s"
+                if wait_seconds > 0
+                else "start this run with --wait SECONDS to queue behind it"
+            )
+            raise PipelineBusyError(
+                f"another local pipeline run is using {path.parent} ({holder}); {hint}, or give this run its own "
+                "--set pipeline.output_dir=... and --set data.root=..."
+            )
+        if not announced:
+            logger.warning("waiting up to %g s for %s to finish (it holds %s)", wait_seconds, holder, path.parent)
+            announced = True
+        time.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))
 
-    A second local run on the same output folder or data root would regenerate the data a running one reads and
-    share its reference profile; it is refused with :class:`PipelineBusyError` naming the running one (run id,
-    pid, start time). The locks are OS file locks, released when the holder exits, even by SIGKILL.
+
+@contextlib.contextmanager
+def exclusive_pipeline_run(
+    cfg: EquisegConfig, pipeline_run_id: str, *, wait_seconds: float = 0.0, poll_seconds: float = 1.0
+) -> Iterator[None]:
+    """Hold the local pipeline locks on ``pipeline.output_dir`` and ``data.root`` for one run.
+
+    A second local run on the same output folder or data root would change the data a running one reads and share
+    its reference profile. With ``wait_seconds`` 0 it is refused at once with :class:`PipelineBusyError` naming the
+    running one (run id, pid, start time); otherwise it waits up to ``wait_seconds`` for the holder to finish (a
+    log line says whom it waits for), then runs. The locks are OS file locks, released when the holder exits,
+    even by SIGKILL.
     """
     handles = []
     try:
@@ -243,15 +283,7 @@ def exclusive_pipeline_run(cfg: EquisegConfig, pipeline_run_id: str) -> Iterator
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(path, "a+")  # noqa: SIM115 - held open for the whole run
             handles.append(handle)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "unknown run"
-                raise PipelineBusyError(
-                    f"another local pipeline run is using {path.parent} ({holder}); wait for it to finish, or give "
-                    "this run its own --set pipeline.output_dir=... and --set data.root=..."
-                ) from None
+            _acquire(handle, path, wait_seconds, poll_seconds)
             handle.seek(0)
             handle.truncate()
             handle.write(

@@ -11,8 +11,8 @@ import optuna
 
 from equiseg.config import EquisegConfig
 from equiseg.steps.run_folder import TaskFacts, output_folder
-from equiseg.tracking import Tracker
-from equiseg.tuning import make_storage, overlay_overrides, run_study
+from equiseg.tuning.space import overlay_overrides
+from equiseg.tuning.storage import make_storage
 
 __all__ = ["create_study", "optuna_storage_for", "select_best_trial", "study_name_for", "tune_worker"]
 
@@ -69,6 +69,10 @@ def tune_worker(
 ) -> int:
     """One tuning worker: ``trials`` trials of the run's shared study, its files in ``<out_dir>/worker-<worker>``
     (workers never share a folder); returns the finished trials in the study."""
+    # torch and mlflow load here: create_study and select_best_trial, in the same module, train nothing
+    from equiseg.tracking import Tracker
+    from equiseg.tuning.study import run_study  # (the same: torch and mlflow)
+
     facts = facts if facts is not None else TaskFacts()
     folder = output_folder(cfg, Path(out_dir) / f"worker-{worker}")
     with facts.timed(f"tune_worker_{worker}"):

@@ -40,12 +40,11 @@ from equiseg.config import ConfigError, EquisegConfig, TrackingConfig
 from equiseg.tracking import Tracker, train_tracked
 from equiseg.training import TrainHooks, TrainResult, train
 from equiseg.tuning.space import suggest_params, validate_search_space, write_overlay
+from equiseg.tuning.storage import default_storage, make_storage
 
 __all__ = [
     "TuningResult",
-    "default_storage",
     "make_pruner",
-    "make_storage",
     "run_study",
     "trial_hooks",
 ]
@@ -79,23 +78,6 @@ class TuningResult:
 # ------------------------------------------------------------------------------------------------------------------
 # storage, sampler, pruner
 # ------------------------------------------------------------------------------------------------------------------
-
-
-def default_storage(out_dir: Path) -> str:
-    """SQLite file ``<out_dir>/optuna.db`` (absolute URL)."""
-    return f"sqlite:///{(Path(out_dir) / 'optuna.db').resolve()}"
-
-
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """RDB storage; for server databases with heartbeats so a crashed worker's trial is failed and retried once."""
-    if url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url)
-    return optuna.storages.RDBStorage(
-        url,
-        heartbeat_interval=30,
-        grace_period=120,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
-    )
 
 
 def make_pruner(cfg: EquisegConfig) -> optuna.pruners.BasePruner:

@@ -26,6 +26,7 @@ FLOORS: tuple[tuple[str, str, int], ...] = (
     ("equiseg.provenance", "ground", 0),
     ("equiseg.figures", "ground", 0),
     ("equiseg.pages", "ground", 0),
+    ("equiseg.process", "ground", 0),
     ("equiseg.models", "models", 10),
     ("equiseg.data", "data", 10),
     ("equiseg.robustness", "robustness", 11),

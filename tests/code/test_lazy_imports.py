@@ -30,3 +30,8 @@ def test_model_names_need_no_torch_and_builders_still_load() -> None:
 def test_every_public_step_name_resolves() -> None:
     code = "import equiseg.steps as s\nfor n in s.__all__: getattr(s, n)"
     assert "torch" in _loaded_after(code)
+
+
+def test_the_study_tasks_that_train_nothing_import_no_torch_or_mlflow() -> None:
+    assert _loaded_after("from equiseg.steps import create_study, select_best_trial") == ["optuna"]
+    assert "torch" in _loaded_after("from equiseg.tuning import run_study")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,17 +67,43 @@ def test_local_run_validates_versions_trains_gates_and_registers(
 
 
 @pytest.mark.slow
-def test_second_run_rescores_the_champion_on_the_same_data(workdir: Path, tiny_pipeline_overrides: list[str]) -> None:
+def test_two_runs_started_together_both_finish_and_the_second_rescores_the_champion(
+    workdir: Path, tiny_pipeline_overrides: list[str]
+) -> None:
+    """Two `equiseg pipeline run --wait` started at once: the second queues behind the first, keeps its data (same
+    config, same bytes), gates against the champion the first registered and reports its own registry outcome."""
     floors_off = [*tiny_pipeline_overrides, "gate.beat_constant=false", "gate.min_keep_without=0"]  # see above
-    first = run_local("smoke", floors_off, pipeline_run_id="first")
-    second = run_local("smoke", floors_off, pipeline_run_id="second")
-    assert first.summary["dataset_version"] == second.summary["dataset_version"]
-    gate = json.loads((second.run_dir / "gate" / "gate.json").read_text())
-    assert gate["first_run"] is False
-    assert gate["champion_version"] is not None
-    assert second.summary["gate_decision"]
+    args = [a for item in floors_off for a in ("--set", item)]
+    equiseg = str(Path(sys.executable).parent / "equiseg")  # the console script, as a user starts it
+    command = [equiseg, "pipeline", "run", "--profile", "smoke", *args, "--json", "--wait", "1200"]
+    procs = {
+        run_id: subprocess.Popen(
+            [*command, "--pipeline-run-id", run_id],
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for run_id in ("alpha", "beta")
+    }
+    results = {run_id: proc.communicate(timeout=1800) for run_id, proc in procs.items()}
+    for run_id, (_, err) in results.items():
+        assert procs[run_id].returncode == 0, f"{run_id}: {err[-3000:]}"
+    summaries = {run_id: json.loads(out) for run_id, (out, _) in results.items()}
+    assert {s["pipeline_run_id"] for s in summaries.values()} == {"alpha", "beta"}
+    gates = {r: json.loads((workdir / "runs" / r / "gate" / "gate.json").read_text()) for r in summaries}
+    assert sorted(g["first_run"] for g in gates.values()) == [False, True]  # one ran first, the other queued
+    first, second = sorted(summaries.values(), key=lambda s: not gates[s["pipeline_run_id"]]["first_run"])
+    later_log = results[second["pipeline_run_id"]][1]
+    assert "waiting up to 1200 s" in later_log  # it queued instead of clobbering the running one
+    assert "kept the synthetic dataset" in later_log  # and read the data without rewriting it
+    assert first["dataset_version"] == second["dataset_version"]
+    later_dir = workdir / "runs" / second["pipeline_run_id"]
+    assert gates[second["pipeline_run_id"]]["champion_version"] is not None
+    assert first["registry"].startswith("version 1:")  # each summary reports its own run's registry outcome
+    assert second["registry"].startswith("version 2:")
     # The drift reference is the champion's training data statistics, read from its MLflow run.
-    assert (second.run_dir / "data" / "reference" / "stats.json").is_file()
+    assert (later_dir / "data" / "reference" / "stats.json").is_file()
 
 
 def test_failed_step_still_writes_the_summary(workdir: Path, tiny_pipeline_overrides: list[str]) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,25 @@ def test_a_second_run_while_one_is_running_is_refused_before_it_touches_anything
         holder.wait(timeout=30)
     with exclusive_pipeline_run(load_config("smoke", tiny_pipeline_overrides), "after"):  # released on exit
         pass
+
+
+def test_a_run_started_with_wait_queues_behind_the_running_one(
+    workdir: Path, tiny_pipeline_overrides: list[str]
+) -> None:
+    cfg = load_config("smoke", tiny_pipeline_overrides)
+    holder = _hold_lock(workdir, tiny_pipeline_overrides)
+    assert holder.stdin is not None
+    impatient = exclusive_pipeline_run(cfg, "impatient", wait_seconds=0.3, poll_seconds=0.05)
+    with pytest.raises(PipelineBusyError, match=r"did not finish within --wait 0.3 s"), impatient:
+        pass
+    release = threading.Timer(1.0, holder.stdin.close)
+    release.start()
+    started = time.monotonic()
+    with exclusive_pipeline_run(cfg, "patient", wait_seconds=60, poll_seconds=0.05):
+        waited = time.monotonic() - started
+        assert holder.wait(timeout=30) == 0  # it got the lock only once the running one had finished
+    release.join()
+    assert waited >= 0.9
 
 
 def test_a_run_id_never_reuses_a_run_folder(workdir: Path, tiny_pipeline_overrides: list[str]) -> None:
