@@ -62,6 +62,7 @@ test-slow: setup browser images ## the slow tests only (CI runs these too; the D
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 bench: setup ## run the benchmarks in bench/ (prints ratios against a baseline measured in the same run)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[bench]"  # SMP's Segformer, the step baseline
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean: ## remove run outputs (keeps .venv)

@@ -6,6 +6,8 @@ the library does not import this package.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,17 +75,20 @@ def run_cmd(
 
     resolve_config(profile, overrides)  # a bad profile or override fails here, before any container starts
     settings = DockerSettings(mlflow_port=mlflow_port, **({"postgres": postgres} if postgres else {}))
+    # kfp.local prints every task's log to stdout; with --json that stream carries the summary alone.
+    task_logs = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
-        result = run_local(
-            profile,
-            overrides,
-            data_source=source,
-            ingest_root=ingest_root,
-            pipeline_run_id=pipeline_run_id,
-            runner="docker" if runner == "docker" else "subprocess",
-            docker=settings,
-            wait_seconds=wait_seconds,
-        )
+        with task_logs:
+            result = run_local(
+                profile,
+                overrides,
+                data_source=source,
+                ingest_root=ingest_root,
+                pipeline_run_id=pipeline_run_id,
+                runner="docker" if runner == "docker" else "subprocess",
+                docker=settings,
+                wait_seconds=wait_seconds,
+            )
     except (RuntimeError, FileExistsError) as exc:  # a failed step, a busy pipeline, a reused run id, no Docker
         raise click.ClickException(str(exc)) from exc
     summary = {**result.summary, "run_dir": str(result.run_dir)}

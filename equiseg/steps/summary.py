@@ -96,6 +96,7 @@ def write_run_summary(
     """
     tasks = collect_task_facts(Path(task_outputs)) if task_outputs and Path(task_outputs).is_dir() else {}
     facts = merge_facts([tasks, {"pipeline_run_id": pipeline_run_id, "state": state, "error": error_message}])
+    facts.setdefault("registry", _registry_outcome(facts))
     lines = [f"# equiseg run {pipeline_run_id}: {state}", ""]
     if error_message:
         lines += [f"**Error:** {error_message}", ""]
@@ -113,6 +114,15 @@ def write_run_summary(
     summary_json.write_text(json.dumps(facts, indent=2, default=str))
     alert_for_run(run_dir_for(cfg, pipeline_run_id), facts, url=alert_webhook)
     return summary_md
+
+
+def _registry_outcome(facts: Mapping[str, Any]) -> str:
+    """What this run did to the registry when its registration step did not run (it records its own outcome)."""
+    if facts.get("gate_passed") is False:
+        return "nothing registered: the gate blocked the candidate (the champion stays)"
+    if facts.get("error") or str(facts.get("state", "")).upper() == "FAILED":
+        return "nothing registered: the run failed before registration"
+    return "nothing registered"
 
 
 def read_run_summary(run_dir: Path) -> dict[str, Any]:
