@@ -3,7 +3,7 @@
 Each step records its own wall time (inside the step, after imports) in its facts output, merged into
 ``<run dir>/facts.json`` and the summary; the difference is
 what kfp.local and the per-step subprocesses cost (interpreter start, imports of torch/mlflow, artifact copies).
-Target ≤ 1.15. Run: ``.venv/bin/python bench/bench_pipeline.py [--profile smoke]`` from the repo root.
+Target ≤ 1.2. Run: ``.venv/bin/python bench/bench_pipeline.py [--profile smoke]`` from the repo root.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def main() -> None:
             print(f"{name:<24}{float(step['seconds']):>10.2f}")
         print(f"{'sum of steps':<24}{step_total:>10.2f}")
         print(f"{'pipeline wall time':<24}{wall:>10.2f}")
-        print(f"overhead ratio (wall / sum of steps): {wall / step_total:.3f}  (target <= 1.15)")
+        print(f"overhead ratio (wall / sum of steps): {wall / step_total:.3f}  (target <= 1.2)")
 
 
 if __name__ == "__main__":

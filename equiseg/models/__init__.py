@@ -18,9 +18,9 @@ second instead of paying for torch and timm.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from equiseg.lazy import lazy_namespace
 from equiseg.models.catalog import COMMON_OVERRIDES, VARIANTS, list_models, model_family
 
 if TYPE_CHECKING:
@@ -53,16 +53,4 @@ _LAZY: dict[str, str] = {
     "summarize_model": "equiseg.models.summary",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """Load a torch-side name on first use (``from equiseg.models import create_model`` works as before)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'equiseg.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_namespace(__name__, _LAZY, globals())

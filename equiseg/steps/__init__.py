@@ -8,8 +8,9 @@ must see at the end of a run in a :class:`~equiseg.steps.run_folder.TaskFacts`, 
 output; the exit handler merges them into ``summary.json`` / ``summary.md`` (:mod:`equiseg.steps.run_folder`).
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from equiseg.lazy import lazy_namespace
 
 if TYPE_CHECKING:
     from equiseg.steps.data import PreparedData, prepare_data
@@ -95,16 +96,4 @@ _LAZY: dict[str, str] = {
     "write_run_summary": "equiseg.steps.summary",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """Import the step module of ``name`` on first use (``from equiseg.steps import train_candidate`` as before)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'equiseg.steps' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_namespace(__name__, _LAZY, globals())

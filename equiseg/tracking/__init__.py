@@ -10,21 +10,26 @@
 
 from __future__ import annotations
 
-from equiseg.tracking.models import (
-    EquisegPyfuncModel,
-    UnsafeModelError,
-    checkpoint_sha256,
-    is_model_uri,
-    load_model,
-    logged_model_id,
-    model_signature,
-    normalize_inputs,
-    pinned_requirements,
-    predict_masks,
-)
-from equiseg.tracking.runs import Tracker
-from equiseg.tracking.store import TrackingError, configure_store, resolve_artifact_location, resolve_tracking_uri
-from equiseg.tracking.tracked import TrackingHooks, train_tracked
+from typing import TYPE_CHECKING
+
+from equiseg.lazy import lazy_namespace
+
+if TYPE_CHECKING:
+    from equiseg.tracking.models import (
+        EquisegPyfuncModel,
+        UnsafeModelError,
+        checkpoint_sha256,
+        is_model_uri,
+        load_model,
+        logged_model_id,
+        model_signature,
+        normalize_inputs,
+        pinned_requirements,
+        predict_masks,
+    )
+    from equiseg.tracking.runs import Tracker
+    from equiseg.tracking.store import TrackingError, configure_store, resolve_artifact_location, resolve_tracking_uri
+    from equiseg.tracking.tracked import TrackingHooks, train_tracked
 
 __all__ = [
     "EquisegPyfuncModel",
@@ -45,3 +50,26 @@ __all__ = [
     "resolve_tracking_uri",
     "train_tracked",
 ]
+
+#: public name -> the module that defines it, imported on first use (equiseg.lazy)
+_LAZY: dict[str, str] = {
+    "checkpoint_sha256": "equiseg.tracking.models",
+    "configure_store": "equiseg.tracking.store",
+    "EquisegPyfuncModel": "equiseg.tracking.models",
+    "is_model_uri": "equiseg.tracking.models",
+    "load_model": "equiseg.tracking.models",
+    "logged_model_id": "equiseg.tracking.models",
+    "model_signature": "equiseg.tracking.models",
+    "normalize_inputs": "equiseg.tracking.models",
+    "pinned_requirements": "equiseg.tracking.models",
+    "predict_masks": "equiseg.tracking.models",
+    "resolve_artifact_location": "equiseg.tracking.store",
+    "resolve_tracking_uri": "equiseg.tracking.store",
+    "Tracker": "equiseg.tracking.runs",
+    "TrackingError": "equiseg.tracking.store",
+    "TrackingHooks": "equiseg.tracking.tracked",
+    "train_tracked": "equiseg.tracking.tracked",
+    "UnsafeModelError": "equiseg.tracking.models",
+}
+
+__getattr__, __dir__ = lazy_namespace(__name__, _LAZY, globals())

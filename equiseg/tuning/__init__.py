@@ -11,8 +11,9 @@ torch and mlflow too (a KFP task that only creates or reads a study never import
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from equiseg.lazy import lazy_namespace
 
 if TYPE_CHECKING:
     from equiseg.tuning.space import (
@@ -53,12 +54,4 @@ __all__ = [
     "write_overlay",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """Load ``name``'s module on first use (PEP 562)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_namespace(__name__, _LAZY, globals())

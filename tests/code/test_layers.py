@@ -27,6 +27,7 @@ FLOORS: tuple[tuple[str, str, int], ...] = (
     ("equiseg.figures", "ground", 0),
     ("equiseg.pages", "ground", 0),
     ("equiseg.process", "ground", 0),
+    ("equiseg.lazy", "ground", 0),
     ("equiseg.models", "models", 10),
     ("equiseg.data", "data", 10),
     ("equiseg.robustness", "robustness", 11),

@@ -35,3 +35,15 @@ def test_every_public_step_name_resolves() -> None:
 def test_the_study_tasks_that_train_nothing_import_no_torch_or_mlflow() -> None:
     assert _loaded_after("from equiseg.steps import create_study, select_best_trial") == ["optuna"]
     assert "torch" in _loaded_after("from equiseg.tuning import run_study")
+
+
+def test_data_preparation_and_the_package_inits_load_no_torch() -> None:
+    assert _loaded_after("from equiseg.steps import prepare_data; import equiseg.steps.data") == []
+    code = "import equiseg.data, equiseg.tracking, equiseg.promotion, equiseg.training, equiseg.robustness"
+    assert _loaded_after(code) == []
+
+
+def test_every_public_name_of_the_lazy_packages_resolves() -> None:
+    packages = ("data", "tracking", "promotion", "training", "robustness", "tuning")
+    code = "\n".join(f"import equiseg.{p} as m\nfor n in m.__all__: getattr(m, n)" for p in packages)
+    assert "torch" in _loaded_after(code)
