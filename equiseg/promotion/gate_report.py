@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from equiseg.pages import markdown_to_html
-from equiseg.robustness.report import slice_label
+from equiseg.robustness.result import slice_label
 
 if TYPE_CHECKING:  # the verdict module imports this one to render itself
     from equiseg.promotion.verdict import Check, GateVerdict

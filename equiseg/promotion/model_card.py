@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from equiseg.promotion.verdict import GateVerdict
-from equiseg.robustness.report import slice_label
+from equiseg.robustness.result import slice_label
 
 __all__ = ["build_model_card", "write_model_card"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RobustnessResult", "SliceResult", "metric_safe"]
+__all__ = ["RobustnessResult", "SliceResult", "metric_safe", "slice_label"]
 
 _UNSAFE = re.compile(r"[^\w.\- /]")
 
@@ -240,3 +240,28 @@ def _restore_nan(value: Any) -> Any:
     if isinstance(value, list):
         return [_restore_nan(v) for v in value]
     return value
+
+
+def slice_label(name: str) -> str:
+    """One way to name a slice everywhere a person reads it: which modalities are kept, which are missing.
+
+    ``emm/rgb-depth`` (the kept set) -> ``kept rgb+depth``; ``rmm/r0.5/rgb`` (the missing set) ->
+    ``rgb missing in 50% of images``; ``corrupt/rgb/fog/s3`` -> ``rgb fog, severity 3``; ``nm/mid`` ->
+    ``noisy modalities (mid)``; ``cond/night`` -> ``condition night``; anything else is returned as is.
+    """
+    parts = name.split("/")
+    if parts[0] == "emm" and len(parts) == 2:
+        return "kept " + parts[1].replace("-", "+")
+    if parts[0] == "rmm" and len(parts) == 3 and parts[1].startswith("r"):
+        try:
+            share = f"{float(parts[1][1:]):.0%}"
+        except ValueError:
+            return name
+        return f"{parts[2].replace('-', '+')} missing in {share} of images"
+    if parts[0] == "corrupt" and len(parts) == 4:
+        return f"{parts[1]} {parts[2]}, severity {parts[3].removeprefix('s')}"
+    if parts[0] == "nm" and len(parts) == 2:
+        return f"noisy modalities ({parts[1]})"
+    if parts[0] == "cond" and len(parts) == 2:
+        return f"condition {parts[1]}"
+    return name

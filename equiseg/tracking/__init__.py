@@ -5,6 +5,8 @@
 * :mod:`~equiseg.tracking.runs`: :class:`Tracker`, runs with bounded retries.
 * :mod:`~equiseg.tracking.models`: the pyfunc wrapper and :func:`load_model`, the one model resolver (checkpoint
   path, ``runs:/``, ``models:/name@alias``, ``models:/name/version``, logged-model URIs).
+* :mod:`~equiseg.tracking.artifacts`: model URIs, the pickle-free check of a downloaded model and checkpoint digests
+  (no torch).
 * :mod:`~equiseg.tracking.tracked`: :func:`train_tracked`, training inside a tracked run.
 """
 
@@ -15,13 +17,10 @@ from typing import TYPE_CHECKING
 from equiseg.lazy import lazy_namespace
 
 if TYPE_CHECKING:
+    from equiseg.tracking.artifacts import UnsafeModelError, checkpoint_sha256, is_model_uri, logged_model_id
     from equiseg.tracking.models import (
         EquisegPyfuncModel,
-        UnsafeModelError,
-        checkpoint_sha256,
-        is_model_uri,
         load_model,
-        logged_model_id,
         model_signature,
         normalize_inputs,
         pinned_requirements,
@@ -53,12 +52,12 @@ __all__ = [
 
 #: public name -> the module that defines it, imported on first use (equiseg.lazy)
 _LAZY: dict[str, str] = {
-    "checkpoint_sha256": "equiseg.tracking.models",
+    "checkpoint_sha256": "equiseg.tracking.artifacts",
     "configure_store": "equiseg.tracking.store",
     "EquisegPyfuncModel": "equiseg.tracking.models",
-    "is_model_uri": "equiseg.tracking.models",
+    "is_model_uri": "equiseg.tracking.artifacts",
     "load_model": "equiseg.tracking.models",
-    "logged_model_id": "equiseg.tracking.models",
+    "logged_model_id": "equiseg.tracking.artifacts",
     "model_signature": "equiseg.tracking.models",
     "normalize_inputs": "equiseg.tracking.models",
     "pinned_requirements": "equiseg.tracking.models",
@@ -69,7 +68,7 @@ _LAZY: dict[str, str] = {
     "TrackingError": "equiseg.tracking.store",
     "TrackingHooks": "equiseg.tracking.tracked",
     "train_tracked": "equiseg.tracking.tracked",
-    "UnsafeModelError": "equiseg.tracking.models",
+    "UnsafeModelError": "equiseg.tracking.artifacts",
 }
 
 __getattr__, __dir__ = lazy_namespace(__name__, _LAZY, globals())

@@ -47,3 +47,7 @@ def test_every_public_name_of_the_lazy_packages_resolves() -> None:
     packages = ("data", "tracking", "promotion", "training", "robustness", "tuning")
     code = "\n".join(f"import equiseg.{p} as m\nfor n in m.__all__: getattr(m, n)" for p in packages)
     assert "torch" in _loaded_after(code)
+
+
+def test_the_validation_task_reads_the_champion_without_torch() -> None:
+    assert "torch" not in _loaded_after("import equiseg.steps.validation")

@@ -8,7 +8,7 @@ from equiseg.config import GateConfig
 from equiseg.promotion import decide, write_verdict
 from equiseg.promotion.gate_report import check_family
 from equiseg.promotion.verdict import Check
-from equiseg.robustness.report import slice_label
+from equiseg.robustness.result import slice_label
 
 from .gate_synthetic import base_per_image, make_result, shifted
 
