@@ -76,17 +76,16 @@ def test_two_runs_started_together_both_finish_and_the_second_rescores_the_champ
     args = [a for item in floors_off for a in ("--set", item)]
     equiseg = str(Path(sys.executable).parent / "equiseg")  # the console script, as a user starts it
     command = [equiseg, "pipeline", "run", "--profile", "smoke", *args, "--json", "--wait", "1200"]
-    procs = {
-        run_id: subprocess.Popen(
-            [*command, "--pipeline-run-id", run_id],
-            cwd=workdir,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for run_id in ("alpha", "beta")
-    }
-    results = {run_id: proc.communicate(timeout=1800) for run_id, proc in procs.items()}
+    logs = workdir / "logs"
+    logs.mkdir()
+    procs = {}
+    for run_id in ("alpha", "beta"):  # output to files, not pipes: a full pipe would stall the run holding the lock
+        with open(logs / f"{run_id}.out", "w") as out, open(logs / f"{run_id}.err", "w") as err:
+            run = [*command, "--pipeline-run-id", run_id]
+            procs[run_id] = subprocess.Popen(run, cwd=workdir, stdout=out, stderr=err)
+    for proc in procs.values():
+        proc.wait(timeout=1800)
+    results = {r: ((logs / f"{r}.out").read_text(), (logs / f"{r}.err").read_text()) for r in procs}
     for run_id, (_, err) in results.items():
         assert procs[run_id].returncode == 0, f"{run_id}: {err[-3000:]}"
     summaries = {run_id: json.loads(out) for run_id, (out, _) in results.items()}
