@@ -31,7 +31,8 @@ def file_sha256(path: str | Path) -> str:
 
 def policy_hash(policy: Any) -> str:
     """sha256 (16 hex) of a policy dataclass or dict, key order independent."""
-    raw = dataclasses.asdict(policy) if dataclasses.is_dataclass(policy) else dict(policy)
+    is_instance = dataclasses.is_dataclass(policy) and not isinstance(policy, type)
+    raw = dataclasses.asdict(policy) if is_instance else dict(policy)
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -35,6 +35,7 @@ from equiseg.data.io import decode_array
 from equiseg.data.manifest import manifest_modalities, read_manifest
 from equiseg.figures import colourise, label_colours
 from equiseg.modalities import from_unit, to_unit
+from equiseg.models.base import SegmentationModel
 
 __all__ = ["PredictionSummary", "iter_inputs", "predict_folder", "predict_sample"]
 
@@ -106,14 +107,14 @@ def iter_inputs(
         if not present:
             raise ValueError(f"manifest {manifest} holds none of the modalities {list(modalities)}")
         dataset = MultimodalDataset(manifest, data_root or manifest.parent, modalities=present, split=split)
-        return len(dataset), ((s["sample_id"], s["inputs"]) for s in dataset)
+        return len(dataset), ((s["sample_id"], s["inputs"]) for s in (dataset[i] for i in range(len(dataset))))
     if not source.is_dir():
         raise FileNotFoundError(f"input {source} is neither a manifest.parquet nor a folder of <modality>/ images")
     samples = list(_folder_samples(source, modalities, in_chans))
     return len(samples), iter(samples)
 
 
-def predict_sample(model: nn.Module, inputs: dict[str, torch.Tensor], device: torch.device) -> np.ndarray:
+def predict_sample(model: SegmentationModel, inputs: dict[str, torch.Tensor], device: torch.device) -> np.ndarray:
     """``(H, W)`` class ids for one sample's normalised ``(C, H, W)`` inputs (absent modalities handled)."""
     first = next(iter(inputs.values()))
     height, width = first.shape[-2:]
@@ -173,13 +174,15 @@ def predict_folder(
         ValueError: a requested modality the model was not built with (the message lists its modalities).
         FileNotFoundError: ``source`` holds no usable input.
     """
+    if not isinstance(model, SegmentationModel):
+        raise TypeError(f"predict needs an equiseg model (equiseg.tracking.load_model), got {type(model).__name__}")
     known = list(model.modalities)
     wanted = list(modalities) if modalities else known
     unknown = [m for m in wanted if m not in known]
     if unknown or not wanted:
         raise ValueError(f"--modalities {unknown or '(none)'}: the model takes a non-empty subset of {known}")
     device = torch.device(device)
-    model = model.to(device).eval()
+    model.to(device).eval()
     count, samples = iter_inputs(source, wanted, dict(model.in_chans), data_root=data_root, split=split)
     for sub in ("masks", "overlays"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
