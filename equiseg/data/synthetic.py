@@ -246,6 +246,7 @@ def generate_synthetic(
     conditions_split: str = "all",
     progress: bool = True,
     overwrite: bool = False,
+    keep_unchanged: bool = False,
 ) -> Path:
     """Write a synthetic multimodal dataset under ``out_dir`` and return its ``manifest.parquet`` path.
 
@@ -271,6 +272,8 @@ def generate_synthetic(
         progress: show a tqdm progress bar.
         overwrite: allow a non-empty ``out_dir``; the files an earlier run wrote (listed in its manifest) are
             removed, nothing else.
+        keep_unchanged: if ``out_dir`` already holds what this call would write, byte for byte, keep it and only
+            read it (:func:`_unchanged_dataset`): nothing is rewritten, so its DVC version stays the same.
 
     Raises:
         FileExistsError: ``out_dir`` is not empty and ``overwrite`` is False.
@@ -279,10 +282,13 @@ def generate_synthetic(
         modalities, samples, size, num_classes, dominant, dominance, conditions_split, test_fraction
     )
     out_dir = Path(out_dir)
+    world = _World(seed, size, tuple(modalities), conditions, conditions_split, n_classes, dominant, dominance)
+    if keep_unchanged and _unchanged_dataset(out_dir, world, samples, val_fraction, test_fraction):
+        logger.info("kept the synthetic dataset in %s: it is what this config generates, byte for byte", out_dir)
+        return out_dir / MANIFEST_NAME
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_previous(out_dir, overwrite)
     splits = _assign_splits(np.random.default_rng([seed, 2**31 - 1]), samples, val_fraction, test_fraction)
-    world = _World(seed, size, tuple(modalities), conditions, conditions_split, n_classes, dominant, dominance)
     rows: list[ManifestRow] = []
     for index in tqdm(range(samples), desc="synth", unit="sample", disable=not progress, leave=False):
         arrays, label, night, fog = _render_scene(index, splits[index], world)
@@ -335,30 +341,6 @@ def generate_from_config(data: DataConfig, out_dir: Path, *, progress: bool = Fa
     rewritten, so a run reading it is never disturbed and its DVC version stays the same); otherwise the earlier
     output there is replaced (``overwrite``): only the files that output listed are removed.
     """
-    n_classes = _check_arguments(
-        data.modalities,
-        data.samples,
-        data.image_size,
-        data.num_classes,
-        data.dominant_modality,
-        data.dominance,
-        data.conditions_split,
-        data.test_fraction,
-    )
-    world = _World(
-        data.seed,
-        data.image_size,
-        tuple(data.modalities),
-        data.conditions,
-        data.conditions_split,
-        n_classes,
-        data.dominant_modality,
-        data.dominance,
-    )
-    out_dir = Path(out_dir)
-    if _unchanged_dataset(out_dir, world, data.samples, data.val_fraction, data.test_fraction):
-        logger.info("kept the synthetic dataset in %s: it is what this config generates, byte for byte", out_dir)
-        return out_dir / MANIFEST_NAME
     return generate_synthetic(
         out_dir,
         samples=data.samples,
@@ -374,4 +356,5 @@ def generate_from_config(data: DataConfig, out_dir: Path, *, progress: bool = Fa
         conditions_split=data.conditions_split,
         progress=progress,
         overwrite=True,
+        keep_unchanged=True,
     )
