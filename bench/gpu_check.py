@@ -1,6 +1,6 @@
 """One-shot GPU check of the training step: throughput, peak memory, MFU and a loss-decrease sanity check.
 
-Runs from a plain checkout with only torch, timm, numpy and pyarrow installed (``PYTHONPATH=. python
+Runs from a plain checkout with only torch, numpy and pyarrow installed (``PYTHONPATH=. python
 bench/gpu_check.py``): it imports ``equiseg.models`` and ``equiseg.training.losses`` only, and makes its own
 synthetic batch. Budget: well under 10 minutes on one H100/H200.
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One lent-GPU session, prepared to run once (the GPU check + the claim-gpu cells).
 #
-# Runs from a plain checkout on a bare GPU box (torch, timm, numpy, pyarrow; no mlflow, kfp or click):
+# Runs from a plain checkout on a bare GPU box (torch, numpy, pyarrow; no mlflow, kfp or click):
 #   1. bench/gpu_check.py: bf16 training throughput, peak memory, MFU and an overfit sanity check (equiseg_b2, 512²);
 #      then bench/bench_speed.py (SKIP_SPEED=1 skips it): equiseg_b2 vs SMP Segformer-B2, eager and compiled, MFU;
 #   2. the claim experiment's runs (configs/claim-gpu.yaml) for at most CLAIM_SECONDS, seed-major, resumable: a

@@ -8,7 +8,7 @@ on the next call, finished ones are reused). Each finished run leaves its summar
 ``experiment.summary_dir``; with ``--out`` they (and ``gpu_study.json``, the timings) are copied there, to bring
 back and analyse with ``equiseg experiment study --profile <profile> --analyse-only``.
 
-Needs only the core dependencies (torch, timm, numpy, pyarrow, PIL, yaml); no mlflow, kfp or click.
+Needs only the core dependencies (torch, numpy, pyarrow, PIL, yaml); no mlflow, kfp or click.
 
     python bench/gpu_study.py --profile study-gpu --jobs 10 --deadline-s 540 --out "$OUT"
     python bench/gpu_study.py --profile study-smoke --set train.device=cpu --jobs 2   # the CPU check

@@ -10,10 +10,10 @@ One module per architecture (``equiseg_model``, ``segformer_rgb``, ``early_fusio
 >>> out.logits.shape                                     # doctest: +SKIP
 torch.Size([B, 8, H, W])
 
-This package imports neither mlflow nor kfp: it runs where only torch, timm and numpy exist. The names alone
+This package imports neither mlflow nor kfp: it runs where only torch and numpy exist. The names alone
 (:mod:`equiseg.models.catalog`: ``list_models``, ``model_family``, ``VARIANTS``, ``COMMON_OVERRIDES``) need not even
 torch: the torch-side names below load on first use (PEP 562), so ``equiseg model list`` starts in well under a
-second instead of paying for torch and timm.
+second instead of paying for torch.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The model names without the models: variants, families and their options, torch-free (docs/model.md).
 
-``equiseg model list``, config checks and experiment plans need only names; importing the builders costs torch and
-timm (seconds). :mod:`equiseg.models.registry` attaches the builders to these entries. Names are
+``equiseg model list``, config checks and experiment plans need only names; importing the builders costs torch
+(seconds). :mod:`equiseg.models.registry` attaches the builders to these entries. Names are
 ``<family>_<variant>``: families ``equiseg``, ``equiseg_nosgm``, the controls ``equiseg_shared``, ``equiseg_sgm_ce``,
 ``equiseg_sgm_logit``, ``late_fusion``, and the baselines ``segformer_rgb``, ``early_fusion``, ``cmnext_like``,
 ``mean_fusion``; variants ``tiny`` (CPU tests), ``b0``, ``b1``, ``b2`` (MiT-B0/B1/B2 widths, SegFormer

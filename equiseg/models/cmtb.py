@@ -6,15 +6,16 @@ auxiliary, and a residual connection. Our reading (docs/model.md): the last tran
 becomes a CMTB, ``SR self-attention (within the modality) -> cross-attention -> Mix-FFN``; in the cross-attention
 every present modality in turn is the query and the other present modalities give keys/values (spatially reduced
 like SegFormer's attention), added back residually. No modality is privileged: each is primary for its own branch.
-The self-attention and Mix-FFN are timm's ``pvt_v2`` block pieces (see ``encoder.MiTBranch.stage_before_cross``).
+The self-attention and Mix-FFN are the halves of ``mit.MiTBlock`` (see ``encoder.MiTBranch.stage_before_cross``).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, LayerNorm, trunc_normal_
 from torch import Tensor, nn
+
+from equiseg.models.mit import BLOCK_NORM_EPS, DropPath, trunc_normal_
 
 __all__ = ["CrossModalAttention", "CrossModalUnit"]
 
@@ -27,11 +28,11 @@ class CrossModalUnit(nn.Module):
         if dim % num_heads:
             raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
         self.num_heads = num_heads
-        self.norm_q = LayerNorm(dim)
-        self.norm_kv = LayerNorm(dim)
+        self.norm_q = nn.LayerNorm(dim, eps=BLOCK_NORM_EPS)
+        self.norm_kv = nn.LayerNorm(dim, eps=BLOCK_NORM_EPS)
         self.q = nn.Linear(dim, dim)
         self.sr: nn.Module = nn.Conv2d(dim, dim, sr_ratio, stride=sr_ratio) if sr_ratio > 1 else nn.Identity()
-        self.norm_sr: nn.Module = LayerNorm(dim) if sr_ratio > 1 else nn.Identity()
+        self.norm_sr: nn.Module = nn.LayerNorm(dim, eps=BLOCK_NORM_EPS) if sr_ratio > 1 else nn.Identity()
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
         self.drop_path: nn.Module = DropPath(drop_path) if drop_path > 0 else nn.Identity()

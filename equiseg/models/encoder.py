@@ -1,12 +1,10 @@
-"""MiT-style four-stage encoder branches built from timm's ``pvt_v2`` (SegFormer, arXiv 2105.15203).
+"""MiT four-stage encoder branches (SegFormer, arXiv 2105.15203), one per modality, run stage by stage.
 
-PVTv2 (arXiv 2106.13797) with ``mlp_ratios=(4, 4, 4, 4)`` is architecturally SegFormer's Mix Transformer (MiT):
-overlapping patch embeddings, spatial-reduction self-attention and a Mix-FFN with a depth-wise 3x3 conv. We reuse
-timm's ``PyramidVisionTransformerV2`` (``pretrained=False``: no weights are downloaded) and keep the two parts its
-``feature_info`` names, ``patch_embed`` and ``stages.<i>``, so one branch per modality can be run stage by stage
-and fused in between. A whole stage runs through timm's own stage forward; only the CMTB, which puts
-cross-attention inside a stage's last block, opens a stage up (:func:`enter_stage`, :func:`attention_half`,
-:func:`mlp_half`, :func:`leave_stage`). ``tests/model/test_encoder_parity.py`` checks both against timm.
+Built from our own MiT layers (:mod:`equiseg.models.mit`; parameter names as timm's ``pvt_v2``). A branch keeps the
+two parts a feature pyramid needs, ``patch_embed`` and ``stages.<i>``, so one branch per modality can be run stage
+by stage and fused in between. Only the CMTB, which puts cross-attention inside a stage's last block, opens a stage
+up (:meth:`MiTBranch.stage_before_cross`, :meth:`MiTBranch.stage_after_cross`). ``tests/model/test_encoder_parity.py``
+checks weights and outputs against timm's ``PyramidVisionTransformerV2``.
 """
 
 from __future__ import annotations
@@ -14,10 +12,10 @@ from __future__ import annotations
 import typing
 
 import torch
-from timm.models.pvt_v2 import Block, OverlapPatchEmbed, PyramidVisionTransformerStage, PyramidVisionTransformerV2
 from torch import Tensor, nn
 
 from equiseg.models.catalog import VARIANTS, EncoderSpec
+from equiseg.models.mit import MiTBlock, MiTStage, OverlapPatchEmbed, block_drop_path_rates, init_mit_weights
 
 __all__ = [
     "STEM_BIAS_STD",
@@ -25,17 +23,13 @@ __all__ = [
     "EncoderSpec",
     "MiTBranch",
     "ModalityEncoders",
-    "attention_half",
-    "enter_stage",
     "init_stem_bias",
-    "leave_stage",
-    "mlp_half",
     "stage_drop_path_rates",
 ]
 
 
 def stage_drop_path_rates(spec: EncoderSpec, drop_path_rate: float) -> list[float]:
-    """Stochastic-depth rate at the end of each stage (linear over all blocks, as timm and SegFormer do)."""
+    """Stochastic-depth rate at the end of each stage (linear over all blocks, as SegFormer does)."""
     total = sum(spec.depths)
     rates: list[float] = []
     seen = 0
@@ -45,8 +39,8 @@ def stage_drop_path_rates(spec: EncoderSpec, drop_path_rate: float) -> list[floa
     return rates
 
 
-#: Std of the patch-embedding bias init. Not zero (timm's default): a zero-filled modality (modality dropout, the
-#: zero-fill EMM protocol) would then enter the stem LayerNorm as an all-zero token, and every LayerNorm backward
+#: Std of the patch-embedding bias init. Not zero (SegFormer's default): a zero-filled modality (modality dropout,
+#: the zero-fill EMM protocol) would then enter the stem LayerNorm as an all-zero token, and every LayerNorm backward
 #: at zero variance multiplies the gradient by ``1/sqrt(eps)`` (316-1000). Through a branch's chain of norms that
 #: gave gradient norms of 1e6 (equiseg_tiny) to inf (cmnext_like, mean_fusion): clipping then wiped out the step,
 #: or the loss went NaN (cmnext_like_b0, bf16 and fp32). With a random bias a zero input is a non-degenerate token.
@@ -59,33 +53,8 @@ def init_stem_bias(proj: nn.Conv2d) -> None:
         nn.init.normal_(proj.bias, 0.0, STEM_BIAS_STD)
 
 
-def enter_stage(stage: PyramidVisionTransformerStage, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-    """A stage's downsampling: ``(B, C_prev, H, W)`` or stem tokens ``(B, h, w, C)`` -> ``(B, h*w, C)``, ``(h, w)``."""
-    if stage.downsample is not None:
-        x = stage.downsample(x)  # (B, C_prev, H, W) -> (B, h, w, C)
-    batch, height, width, dim = x.shape
-    return x.reshape(batch, -1, dim), (height, width)
-
-
-def attention_half(block: Block, tokens: Tensor, size: tuple[int, int]) -> Tensor:
-    """First residual half of a timm ``pvt_v2`` block: SR self-attention."""
-    return tokens + block.drop_path1(block.attn(block.norm1(tokens), size))
-
-
-def mlp_half(block: Block, tokens: Tensor, size: tuple[int, int]) -> Tensor:
-    """Second residual half of a timm ``pvt_v2`` block: Mix-FFN."""
-    return tokens + block.drop_path2(block.mlp(block.norm2(tokens), size))
-
-
-def leave_stage(stage: PyramidVisionTransformerStage, tokens: Tensor, size: tuple[int, int]) -> Tensor:
-    """A stage's final norm: ``(B, h*w, C)`` -> ``(B, C, h, w)``."""
-    tokens = stage.norm(tokens)
-    batch, _, dim = tokens.shape
-    return tokens.reshape(batch, size[0], size[1], dim).permute(0, 3, 1, 2).contiguous()
-
-
 class MiTBranch(nn.Module):
-    """One four-stage MiT encoder (timm ``pvt_v2`` with MLP ratio 4), usable stage by stage.
+    """One four-stage MiT encoder (MLP ratio 4), usable stage by stage.
 
     ``stem(x)`` maps ``(B, C_in, H, W)`` to the stage-1 tokens ``(B, H/4, W/4, C1)``; ``stage(i, x)`` runs stage
     ``i`` (0-based) and returns ``(B, C_i, H/2^(i+2), W/2^(i+2))``; stage ``i > 0`` takes the previous stage's
@@ -94,26 +63,33 @@ class MiTBranch(nn.Module):
 
     def __init__(self, spec: EncoderSpec, in_chans: int | None, drop_path_rate: float = 0.0) -> None:
         super().__init__()
-        timm_model = PyramidVisionTransformerV2(
-            in_chans=in_chans or 3,
-            num_classes=0,
-            depths=spec.depths,
-            embed_dims=spec.embed_dims,
-            num_heads=spec.num_heads,
-            sr_ratios=spec.sr_ratios,
-            mlp_ratios=(4.0, 4.0, 4.0, 4.0),
-            drop_path_rate=drop_path_rate,
+        # The stem is built (and initialised) even for in_chans=None, so a seed draws the same stage weights either
+        # way; it is then dropped (the stems live elsewhere, one per modality).
+        self.patch_embed: OverlapPatchEmbed | None = OverlapPatchEmbed(7, 4, in_chans or 3, spec.embed_dims[0])
+        rates = block_drop_path_rates(spec.depths, drop_path_rate)
+        dims_in = (spec.embed_dims[0], *spec.embed_dims[:-1])
+        self.stages = nn.Sequential(
+            *(
+                MiTStage(dim_in, dim, depth, heads, sr, stage_rates, downsample=index > 0)
+                for index, (dim_in, dim, depth, heads, sr, stage_rates) in enumerate(
+                    zip(dims_in, spec.embed_dims, spec.depths, spec.num_heads, spec.sr_ratios, rates, strict=True)
+                )
+            )
         )
-        # in_chans=None: stages only (the stems live elsewhere, one per modality).
-        self.patch_embed: OverlapPatchEmbed | None = timm_model.patch_embed if in_chans is not None else None
-        if self.patch_embed is not None:
+        self.apply(init_mit_weights)
+        if in_chans is None:
+            self.patch_embed = None
+        else:
+            assert self.patch_embed is not None
             init_stem_bias(self.patch_embed.proj)
-        self.stages = timm_model.stages
         self.embed_dims = spec.embed_dims
-        self.feature_info: list[dict[str, object]] = list(timm_model.feature_info)
+        self.feature_info: list[dict[str, object]] = [
+            {"num_chs": dim, "reduction": 4 * 2**index, "module": f"stages.{index}"}
+            for index, dim in enumerate(spec.embed_dims)
+        ]
 
-    def _stage(self, index: int) -> PyramidVisionTransformerStage:
-        return typing.cast(PyramidVisionTransformerStage, self.stages[index])
+    def _stage(self, index: int) -> MiTStage:
+        return typing.cast(MiTStage, self.stages[index])
 
     def stem(self, x: Tensor) -> Tensor:
         """Overlapping 7x7/4 patch embedding: ``(B, C_in, H, W)`` -> ``(B, H/4, W/4, C1)``."""
@@ -123,7 +99,7 @@ class MiTBranch(nn.Module):
         return out
 
     def stage(self, index: int, x: Tensor) -> Tensor:
-        """Run stage ``index`` through timm's stage forward; returns ``(B, C_index, h, w)``."""
+        """Run stage ``index`` whole; returns ``(B, C_index, h, w)``."""
         out: Tensor = self.stages[index](x)
         return out
 
@@ -134,15 +110,15 @@ class MiTBranch(nn.Module):
         Mix-FFN (:meth:`stage_after_cross`). Both together equal :meth:`stage` when nothing is done in between.
         """
         stage = self._stage(index)
-        tokens, size = enter_stage(stage, x)
+        tokens, size = stage.enter(x)
         for block in stage.blocks[:-1]:
             tokens = block(tokens, size)
-        return attention_half(typing.cast(Block, stage.blocks[-1]), tokens, size), size
+        return typing.cast(MiTBlock, stage.blocks[-1]).attention_half(tokens, size), size
 
     def stage_after_cross(self, index: int, tokens: Tensor, size: tuple[int, int]) -> Tensor:
         """The last block's Mix-FFN and the stage norm: ``(B, h*w, C)`` -> ``(B, C, h, w)``."""
         stage = self._stage(index)
-        return leave_stage(stage, mlp_half(typing.cast(Block, stage.blocks[-1]), tokens, size), size)
+        return stage.leave(typing.cast(MiTBlock, stage.blocks[-1]).mlp_half(tokens, size), size)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """All four stage outputs of one image batch."""
@@ -175,11 +151,9 @@ class ModalityEncoders(nn.Module):
         self.shared: MiTBranch | None = None
         if share_weights:
             for name, chans in in_chans.items():
-                stem = OverlapPatchEmbed(patch_size=7, stride=4, in_chans=chans, embed_dim=spec.embed_dims[0])
-                conv: nn.Conv2d = stem.proj
-                fan_out = conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels
-                nn.init.normal_(conv.weight, 0.0, (2.0 / fan_out) ** 0.5)  # as timm's pvt_v2 initialises convs
-                init_stem_bias(conv)
+                stem = OverlapPatchEmbed(7, 4, chans, spec.embed_dims[0])
+                init_mit_weights(stem.proj)
+                init_stem_bias(stem.proj)
                 self.stems[name] = stem
             self.shared = MiTBranch(spec, None, drop_path_rate)
         else:

@@ -67,8 +67,6 @@ __all__ = [
 #: Distributions pinned into the logged model's requirements: what ``import equiseg.tracking`` and the network need.
 _MODEL_REQUIREMENTS = (
     "torch",
-    "torchvision",
-    "timm",
     "numpy",
     "pyarrow",
     "PyYAML",

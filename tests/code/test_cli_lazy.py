@@ -53,7 +53,7 @@ def test_commands_of_the_core_run_without_the_extras() -> None:
 
 
 def test_model_list_imports_no_torch() -> None:
-    """``equiseg model list`` reads the torch-free catalog: it must not pay seconds for torch and timm."""
+    """``equiseg model list`` reads the torch-free catalog: it must not pay seconds for torch."""
     out = _run(["model", "list"], set())
     assert "EXIT 0" in out and "equiseg_b2" in out and "mean_fusion" in out, out
     assert "LOADED []" in out, out

@@ -45,7 +45,7 @@ FLOOR_OF_RANK = {0: "ground", 10: "core", 11: "core", 12: "core", 20: "adapters"
                  31: "application"}  # fmt: skip
 #: Third-party packages ground and core may import (top-level import names).
 CORE_THIRD_PARTY = frozenset(
-    {"torch", "torchvision", "timm", "numpy", "pyarrow", "PIL", "yaml", "tqdm", "matplotlib", "markdown_it"}
+    {"torch", "numpy", "pyarrow", "PIL", "yaml", "tqdm", "matplotlib", "markdown_it"}
 )
 STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 OUTER = frozenset({"components", "pipelines"})  # the floors above the library: equiseg never imports them

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("torch", "timm", "mlflow", "optuna", "great_expectations", "dvc")
+HEAVY = ("torch", "timm", "torchvision", "mlflow", "optuna", "great_expectations", "dvc")
 
 
 def _loaded_after(code: str) -> list[str]:
@@ -25,6 +25,16 @@ def test_model_names_need_no_torch_and_builders_still_load() -> None:
     assert _loaded_after("from equiseg.models import list_models, model_family, VARIANTS; list_models()") == []
     loaded = _loaded_after("from equiseg.models import create_model; create_model")
     assert "torch" in loaded and "mlflow" not in loaded
+
+
+def test_building_and_running_a_model_needs_torch_alone() -> None:
+    """The MiT is our own (equiseg.models.mit): timm would bring torchvision and torch._dynamo, seconds a task."""
+    code = (
+        "import torch\nfrom equiseg.models import create_model\n"
+        "m = create_model('equiseg_tiny', num_classes=4, modalities=('rgb', 'depth'))\n"
+        "m({'rgb': torch.zeros(1, 3, 32, 32), 'depth': torch.zeros(1, 1, 32, 32)})"
+    )
+    assert _loaded_after(code) == ["torch"]
 
 
 def test_every_public_step_name_resolves() -> None:

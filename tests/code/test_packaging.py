@@ -2,7 +2,7 @@
 
 Builds the wheel, installs it into a fresh Python 3.11 venv with ``-c constraints.txt`` (torch and torchvision come
 from the local wheel index, as the constraints say) and trains one step of ``equiseg_tiny`` there by calling the
-library (docs/design.md: the core needs only torch, timm, numpy, pyarrow, pillow, pyyaml, tqdm, matplotlib).
+library (docs/design.md: the core needs only torch, numpy, pyarrow, pillow, pyyaml, tqdm, matplotlib).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 EXTRAS_ONLY = ("mlflow", "mlflow-skinny", "kfp", "kfp-kubernetes", "great-expectations", "dvc", "optuna",
                "psycopg2-binary")  # fmt: skip
 EXTRA_MODULES = ("mlflow", "kfp", "great_expectations", "dvc", "optuna", "psycopg2")
-CORE = {"torch", "torchvision", "timm", "numpy", "pyarrow", "pillow", "pyyaml", "click", "tqdm", "matplotlib",
+CORE = {"torch", "numpy", "pyarrow", "pillow", "pyyaml", "click", "tqdm", "matplotlib",
         "markdown-it-py"}  # fmt: skip
 SOURCES = ("pyproject.toml", "README.md", "equiseg", "components", "pipelines")
 

@@ -1,7 +1,8 @@
-"""Our MiT branches against timm's own ``pvt_v2`` forward for the same weights (docs/model.md, "Registry").
+"""Our MiT layers against timm's ``pvt_v2``, the reference implementation they replace (docs/model.md, "Registry").
 
-``encoder.MiTBranch`` runs timm's stages one by one and, for the CMTB, splits a stage's last block around the
-cross-attention. Both paths must give what timm's stage forward gives when nothing is inserted.
+``equiseg.models.mit`` is our own MiT, so the model imports no timm (and no torchvision). It must draw the same
+weights as timm for the same seed (so earlier seeds and checkpoints keep their meaning), give timm's outputs for the
+same weights, and the CMTB's split of a stage's last block must give the whole stage when nothing is inserted.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from timm.models.pvt_v2 import PyramidVisionTransformerV2
 
 from equiseg.models import VARIANTS
 from equiseg.models.encoder import EncoderSpec, MiTBranch, ModalityEncoders
+from equiseg.models.mit import DropPath
 
 
-def timm_twin(spec: EncoderSpec, in_chans: int, branch: MiTBranch) -> PyramidVisionTransformerV2:
-    """A timm model of the same architecture holding ``branch``'s weights."""
-    model = PyramidVisionTransformerV2(
+def timm_mit(spec: EncoderSpec, in_chans: int, drop_path_rate: float = 0.0) -> PyramidVisionTransformerV2:
+    """timm's PVTv2 configured as the MiT of ``spec`` (MLP ratio 4, no classifier)."""
+    return PyramidVisionTransformerV2(
         in_chans=in_chans,
         num_classes=0,
         depths=spec.depths,
@@ -24,10 +26,36 @@ def timm_twin(spec: EncoderSpec, in_chans: int, branch: MiTBranch) -> PyramidVis
         num_heads=spec.num_heads,
         sr_ratios=spec.sr_ratios,
         mlp_ratios=(4.0, 4.0, 4.0, 4.0),
+        drop_path_rate=drop_path_rate,
     )
+
+
+def timm_twin(spec: EncoderSpec, in_chans: int, branch: MiTBranch) -> PyramidVisionTransformerV2:
+    """A timm model of the same architecture holding ``branch``'s weights."""
+    model = timm_mit(spec, in_chans)
     missing, unexpected = model.load_state_dict(branch.state_dict(), strict=False)
     assert not unexpected and all(not key.startswith(("patch_embed", "stages")) for key in missing), missing
     return model.eval()
+
+
+@pytest.mark.parametrize("drop_path_rate", [0.0, 0.1])
+@pytest.mark.parametrize("in_chans", [None, 1, 3])
+def test_a_seed_draws_the_weights_timm_draws(in_chans: int | None, drop_path_rate: float) -> None:
+    spec = VARIANTS["tiny"]
+    torch.manual_seed(7)
+    branch = MiTBranch(spec, in_chans, drop_path_rate)
+    torch.manual_seed(7)
+    reference = timm_mit(spec, in_chans or 3, drop_path_rate)
+    ours, theirs = branch.state_dict(), reference.state_dict()
+    stem_keys = {key for key in theirs if key.startswith("patch_embed")}
+    assert set(ours) == set(theirs) - (stem_keys if in_chans is None else set())
+    for key, value in ours.items():
+        if key != "patch_embed.proj.bias":  # ours is random, not zero (encoder.STEM_BIAS_STD)
+            torch.testing.assert_close(value, theirs[key], rtol=0, atol=0, msg=key)
+    timm_rates = [getattr(block.drop_path1, "drop_prob", 0.0) for stage in reference.stages for block in stage.blocks]
+    our_rates = [getattr(block.drop_path1, "p", 0.0) for stage in branch.stages for block in stage.blocks]
+    assert our_rates == pytest.approx(timm_rates)
+    assert max(our_rates) == pytest.approx(drop_path_rate)
 
 
 @pytest.mark.parametrize("variant", ["tiny", "b0"])
@@ -68,3 +96,18 @@ def test_shared_stages_batch_modalities_like_separate_timm_runs() -> None:
             expected = {name: encoders.shared.stages[index](h) for name, h in expected.items()}
             for name in inputs:
                 torch.testing.assert_close(feats[name], expected[name], rtol=1e-5, atol=1e-5)
+
+
+def test_drop_path_drops_whole_samples_and_keeps_the_expected_value() -> None:
+    drop = DropPath(0.25)
+    x = torch.ones(4000, 3, 5)
+    torch.manual_seed(0)
+    out = drop.train()(x)
+    per_sample = out.flatten(1)
+    kept = torch.isclose(per_sample, torch.tensor(1 / 0.75))
+    assert ((per_sample == 0).all(1) | kept.all(1)).all()  # all or nothing per sample
+    assert (per_sample[:, 0] == 0).float().mean().item() == pytest.approx(0.25, abs=0.03)
+    assert out.mean().item() == pytest.approx(1.0, abs=0.05)
+    assert torch.equal(drop.eval()(x), x)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        DropPath(1.0)
