@@ -44,9 +44,7 @@ FLOORS: tuple[tuple[str, str, int], ...] = (
 FLOOR_OF_RANK = {0: "ground", 10: "core", 11: "core", 12: "core", 20: "adapters", 21: "adapters", 30: "application",
                  31: "application"}  # fmt: skip
 #: Third-party packages ground and core may import (top-level import names).
-CORE_THIRD_PARTY = frozenset(
-    {"torch", "numpy", "pyarrow", "PIL", "yaml", "tqdm", "matplotlib", "markdown_it"}
-)
+CORE_THIRD_PARTY = frozenset({"torch", "numpy", "pyarrow", "PIL", "yaml", "tqdm", "matplotlib", "markdown_it"})
 STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 OUTER = frozenset({"components", "pipelines"})  # the floors above the library: equiseg never imports them
 TOOL_DIRECTIVES = ("noqa", "type:", "fmt:", "pragma:")
