@@ -1,7 +1,7 @@
 """Package namespaces that load each public name's module on first use (PEP 562).
 
 A KFP task runs in its own process and imports one step; a package ``__init__`` that imported every module would
-make it pay for torch, timm, mlflow, optuna or great-expectations it never uses (docs/training.md, "Speed").
+make it pay for torch, mlflow, optuna or great-expectations it never uses (docs/training.md, "Speed").
 ``from equiseg.data import read_manifest`` still works: the package resolves the name from its table.
 """
 

@@ -1,6 +1,6 @@
 """How a process that has done its work ends: without the interpreter's last full garbage collection.
 
-A KFP task or a CLI command that imported torch, timm and mlflow holds millions of objects; at exit the
+A KFP task or a CLI command that imported torch and mlflow holds millions of objects; at exit the
 interpreter's final collections walk all of them, about 2 s per process on the 2-core development box
 (docs/training.md, "Speed"). :func:`skip_final_collection` freezes the live objects at exit
 (:func:`gc.freeze`), so the collector skips them; reference counting still frees everything, every ``atexit``

@@ -240,7 +240,7 @@ def score_run(
 def run_cells(cfg: EquisegConfig, *, progress: bool = True) -> list[CellRecord]:
     """Prepare the data and run (or reuse) every model x seed, in config order; no analysis, no tracking.
 
-    This is all a bare GPU box needs (torch, timm, numpy, pyarrow): copy ``experiment.output_dir`` back and run
+    This is all a bare GPU box needs (torch, numpy, pyarrow): copy ``experiment.output_dir`` back and run
     ``equiseg experiment claim --analyse-only`` where mlflow is installed.
     """
     validate_experiment(cfg)

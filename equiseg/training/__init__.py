@@ -5,7 +5,7 @@ Public API::
     train(cfg, *, manifest, data_root, out_dir, hooks=None, resume=None, show_progress=True) -> TrainResult
     load_model_from_checkpoint(path, device="cpu") -> (nn.Module, checkpoint dict)
 
-Core floor (docs/design.md): imports torch, timm, numpy and pyarrow, never mlflow, kfp or optuna, so the loop runs
+Core floor (docs/design.md): imports torch, numpy and pyarrow, never mlflow, kfp or optuna, so the loop runs
 on a bare GPU box. Tracking and tuning reach it through :class:`TrainHooks`.
 """
 
