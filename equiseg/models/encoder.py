@@ -65,7 +65,8 @@ class MiTBranch(nn.Module):
         super().__init__()
         # The stem is built (and initialised) even for in_chans=None, so a seed draws the same stage weights either
         # way; it is then dropped (the stems live elsewhere, one per modality).
-        self.patch_embed: OverlapPatchEmbed | None = OverlapPatchEmbed(7, 4, in_chans or 3, spec.embed_dims[0])
+        stem = OverlapPatchEmbed(7, 4, in_chans or 3, spec.embed_dims[0])
+        self.patch_embed: OverlapPatchEmbed | None = stem
         rates = block_drop_path_rates(spec.depths, drop_path_rate)
         dims_in = (spec.embed_dims[0], *spec.embed_dims[:-1])
         self.stages = nn.Sequential(
@@ -80,8 +81,7 @@ class MiTBranch(nn.Module):
         if in_chans is None:
             self.patch_embed = None
         else:
-            assert self.patch_embed is not None
-            init_stem_bias(self.patch_embed.proj)
+            init_stem_bias(stem.proj)
         self.embed_dims = spec.embed_dims
         self.feature_info: list[dict[str, object]] = [
             {"num_chs": dim, "reduction": 4 * 2**index, "module": f"stages.{index}"}
