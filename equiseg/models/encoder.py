@@ -29,14 +29,8 @@ __all__ = [
 
 
 def stage_drop_path_rates(spec: EncoderSpec, drop_path_rate: float) -> list[float]:
-    """Stochastic-depth rate at the end of each stage (linear over all blocks, as SegFormer does)."""
-    total = sum(spec.depths)
-    rates: list[float] = []
-    seen = 0
-    for depth in spec.depths:
-        seen += depth
-        rates.append(drop_path_rate * (seen - 1) / max(total - 1, 1))
-    return rates
+    """Stochastic-depth rate of each stage's last block (the CMTB's), from the MiT's per-block schedule."""
+    return [rates[-1] for rates in block_drop_path_rates(spec.depths, drop_path_rate)]
 
 
 #: Std of the patch-embedding bias init. Not zero (SegFormer's default): a zero-filled modality (modality dropout,
