@@ -95,6 +95,12 @@ def claim(
     "(experiment.summary_dir).",
 )
 @click.option(
+    "--interim",
+    is_flag=True,
+    help="With --analyse-only: analyse the summaries committed so far (the tables say how many of the planned "
+    "runs); judge no pre-registered target until every run is in.",
+)
+@click.option(
     "--doc/--no-doc",
     default=True,
     show_default=True,
@@ -103,25 +109,46 @@ def claim(
 @progress_option
 @json_option
 def study(
-    profile: str, overrides: tuple[str, ...], analyse_only: bool, doc: bool, progress: bool, as_json: bool
+    profile: str,
+    overrides: tuple[str, ...],
+    analyse_only: bool,
+    interim: bool,
+    doc: bool,
+    progress: bool,
+    as_json: bool,
 ) -> None:
     """Train and score every model x seed x dominance setting (experiment.dominance_levels of the synthetic world's
     dominance dial), write one small summary JSON per run, and compare the candidate with every arm: mean
     difference with a bootstrap interval, Welch's t-test and an exact permutation test (docs/results.md, "Study").
 
     \b
-    Profiles: study-smoke (2 arms x 2 seeds x 2 settings, minutes), study-cpu (4 arms x 10 seeds x 3 settings;
-    many hours on 2 cores, resumable), study-gpu (bench/gpu_study.py runs it on one GPU). Finished runs are
-    reused, so the study may span sittings: commit the summaries as they come.
+    Profiles: study-smoke (2 arms x 2 seeds x 2 settings, minutes), study-cpu (4 arms x 10 seeds x 2 settings;
+    hours on 2 cores, resumable), study-gpu (bench/gpu_study.py runs it on one GPU). Finished runs are reused,
+    so the study may span sittings: commit the summaries as they come, and --analyse-only --interim shows where
+    it stands.
     """
+    if interim and not analyse_only:
+        raise click.UsageError("--interim reports a study in progress; use it with --analyse-only")
     cfg = resolve_config(profile, overrides)
     try:
         if not analyse_only:
             run_study(cfg, progress=progress)
-        analysis = analyse_study(cfg, load_summaries(cfg))
+        analysis = analyse_study(cfg, load_summaries(cfg, interim=interim))
     except (ConfigError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from exc
     paths = write_study_report(cfg, analysis, write_doc=doc)
     lines = [f"{row['name']}: {'met' if row['met'] else 'NOT met'}" for row in analysis["targets"]]
+    if not analysis["complete"]:
+        lines.append(f"interim: {analysis['runs']} of {analysis['planned_runs']} runs; no target judged yet")
     lines += [f"wrote {path}" for path in paths.values()]
-    emit(as_json, {"targets": analysis["targets"], "written": {k: str(v) for k, v in paths.items()}}, "\n".join(lines))
+    emit(
+        as_json,
+        {
+            "complete": analysis["complete"],
+            "runs": analysis["runs"],
+            "planned_runs": analysis["planned_runs"],
+            "targets": analysis["targets"],
+            "written": {k: str(v) for k, v in paths.items()},
+        },
+        "\n".join(lines),
+    )

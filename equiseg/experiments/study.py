@@ -39,6 +39,7 @@ __all__ = [
     "analyse_study",
     "level_config",
     "load_summaries",
+    "planned_runs",
     "run_study",
     "run_summary",
     "study_levels",
@@ -168,11 +169,12 @@ def run_study(
     return paths
 
 
-def load_summaries(cfg: EquisegConfig, *, check_hashes: bool = True) -> list[dict[str, Any]]:
-    """The committed summaries of every setting x model x seed of ``cfg``.
+def load_summaries(cfg: EquisegConfig, *, check_hashes: bool = True, interim: bool = False) -> list[dict[str, Any]]:
+    """The committed summaries of every setting x model x seed of ``cfg``; with ``interim``, those there are.
 
     Raises:
-        FileNotFoundError: a run's summary is missing (the message names them and how to produce them).
+        FileNotFoundError: a run's summary is missing and ``interim`` is off (the message names them and how to
+            produce them).
         ConfigError: a summary was made with another config (``check_hashes``).
     """
     found, missing = [], []
@@ -194,7 +196,7 @@ def load_summaries(cfg: EquisegConfig, *, check_hashes: bool = True) -> list[dic
                         "overrides; analyse it with the config that made it, or re-run the study to redo it"
                     )
                 found.append(raw)
-    if missing:
+    if missing and not interim:
         raise FileNotFoundError(
             f"{len(missing)} run summaries missing, e.g. {missing[0]}; run `equiseg experiment study --profile "
             f"{cfg.profile}` without --analyse-only to produce them"
@@ -206,9 +208,20 @@ def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values) if values else math.nan
 
 
+def planned_runs(cfg: EquisegConfig) -> set[tuple[float, str, int]]:
+    """The runs the study plans, as ``(dominance, model, seed)``: every setting x model x seed."""
+    ec = cfg.experiment
+    return {(level, model, int(seed)) for level in study_levels(cfg) for model in ec.models for seed in ec.seeds}
+
+
 def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Per dominance setting: each arm's means, and the candidate minus every other arm on :data:`STUDY_METRICS`
-    (bootstrap interval, Welch p, permutation p); the pre-registered targets at the strongest setting."""
+    (bootstrap interval, Welch p, permutation p); the pre-registered targets at the strongest setting.
+
+    Without a summary for every one of :func:`planned_runs` the analysis is *interim*: settings without runs are left out
+    and no target is judged (``targets`` is empty), since the stopping rule is every planned run, fixed before the
+    first; the tables only show where the study stands.
+    """
     ec = cfg.experiment
     by_level: dict[float, dict[str, list[Mapping[str, Any]]]] = {}
     for raw in summaries:
@@ -238,7 +251,17 @@ def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) ->
                 result = compare(a, b, level=ec.ci_level, replicates=ec.bootstrap_samples, seed=ec.bootstrap_seed)
                 comparisons.append({"other": other, "metric": metric, **result.to_dict()})
         levels[f"{level:g}"] = {"arms": arm_rows, "comparisons": comparisons}
-    return {"profile": cfg.profile, "levels": levels, "targets": _targets(cfg, levels)}
+    planned = planned_runs(cfg)
+    done = {(float(r["dominance"]), str(r["model"]), int(r["seed"])) for r in summaries} & planned
+    complete = done == planned
+    return {
+        "profile": cfg.profile,
+        "runs": len(done),
+        "planned_runs": len(planned),
+        "complete": complete,
+        "levels": levels,
+        "targets": _targets(cfg, levels) if complete else [],
+    }
 
 
 def _find(level: Mapping[str, Any], other: str, metric: str) -> dict[str, Any] | None:
@@ -315,11 +338,22 @@ def study_markdown(cfg: EquisegConfig, analysis: Mapping[str, Any], figure: str 
         "the relabellings can be enumerated); mIoU points, balance ratio 0-1",
         "",
     ]
+    if not analysis.get("complete", True):
+        lines[2] = lines[2].replace("--analyse-only`", "--analyse-only --interim`")
+        lines += [
+            f"**Interim: {analysis['runs']} of {analysis['planned_runs']} planned runs.** No conclusion: the study "
+            "stops when every planned run is in (fixed before the first run), and only then are the pre-registered "
+            "targets judged. These tables show where it stands.",
+            "",
+        ]
     for name, level in analysis["levels"].items():
         lines += [f"### Dominance {name}", ""]
         lines += ["| arm | params (M) | runs | epochs run (mean) | early-stopped | clean | EMM avg | balance |"]
         lines += ["| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for model, arm in level["arms"].items():
+            if not arm["n"]:
+                lines.append(f"| {model} | n/a | 0 | n/a | 0 | n/a | n/a | n/a |")
+                continue
             lines.append(
                 f"| {model} | {arm['params'] / 1e6:.2f} | {arm['n']} | {arm['epochs_run']:.1f} | "
                 f"{arm['early_stopped']} | {arm['clean_miou']:.1f} | {arm['emm_avg']:.1f} | "
@@ -414,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--only", help="one run: <dominance>,<model>,<seed>")
     parser.add_argument("--analyse-only", action="store_true")
+    parser.add_argument("--interim", action="store_true", help="analyse the summaries there are; judge no target")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -426,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_study(cfg, progress=not args.no_progress, only=only)
         if only is not None:
             return 0
-    analysis = analyse_study(cfg, load_summaries(cfg))
+    analysis = analyse_study(cfg, load_summaries(cfg, interim=args.interim))
     for path in write_study_report(cfg, analysis).values():
         print(path)
     return 0

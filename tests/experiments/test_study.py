@@ -200,18 +200,73 @@ def test_cli_analyse_only_rebuilds_tables_and_figure(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "summaries" / "analysis.json").read_text())["profile"] == "study-smoke"
 
 
-# -------------------------------------------------------------------------------------- committed smoke summaries
+def test_an_interim_analysis_reports_where_the_study_stands_and_judges_nothing(tmp_path: Path) -> None:
+    cfg = _study_cfg(tmp_path)
+    _write_summaries(cfg)
+    for seed in range(3):  # no run at dominance 0 yet, and one arm at 0.8 has a single seed
+        summary_path(cfg, 0.0, "equiseg_tiny", seed).unlink()
+        summary_path(cfg, 0.0, "cmnext_like_tiny", seed).unlink()
+    summary_path(cfg, 0.8, "cmnext_like_tiny", 1).unlink()
+    summary_path(cfg, 0.8, "cmnext_like_tiny", 2).unlink()
+    with pytest.raises(FileNotFoundError):
+        load_summaries(cfg)
+    analysis = analyse_study(cfg, load_summaries(cfg, interim=True))
+    assert (analysis["runs"], analysis["planned_runs"], analysis["complete"]) == (4, 12, False)
+    assert list(analysis["levels"]) == ["0.8"] and analysis["targets"] == []
+    emm = next(c for c in analysis["levels"]["0.8"]["comparisons"] if c["metric"] == "emm_avg")
+    assert (emm["n_a"], emm["n_b"]) == (3, 1) and emm["difference"] == pytest.approx(11.0)
+    text = study_markdown(cfg, analysis)
+    assert "**Interim: 4 of 12 planned runs.**" in text and "--analyse-only --interim`" in text
+    assert "Pre-registered targets" not in text and "### Dominance 0\n" not in text
+    complete = analyse_study(cfg.replace(**{"experiment.seeds": [0]}), load_summaries(cfg, interim=True))
+    assert complete["complete"] is False  # seed 0 at dominance 0 is still missing
 
 
-def test_committed_smoke_summaries_reproduce_the_results_doc(monkeypatch: pytest.MonkeyPatch) -> None:
-    """docs/results.md's study-smoke section is exactly what the committed per-run files give."""
-    monkeypatch.chdir(REPO)  # the profile's summary_dir is relative to the repository root
-    cfg = load_config("study-smoke", ())
-    summaries = load_summaries(cfg)
-    expected = study_markdown(cfg, analyse_study(cfg, summaries), "results/study-smoke-lead.png").rstrip()
+def test_cli_interim_needs_analyse_only_and_writes_an_interim_section(tmp_path: Path) -> None:
+    cfg = _study_cfg(tmp_path)
+    _write_summaries(cfg)
+    summary_path(cfg, 0.0, "equiseg_tiny", 2).unlink()
+    sets = [
+        "--set=experiment.seeds=[0, 1, 2]",
+        f"--set=experiment.summary_dir={tmp_path / 'summaries'}",
+        f"--set=experiment.output_dir={tmp_path / 'runs'}",
+        f"--set=experiment.results_doc={tmp_path / 'results.md'}",
+        "--set=experiment.bootstrap_samples=500",
+    ]
+    command = ["experiment", "study", "--profile", "study-smoke", *sets]
+    refused = CliRunner().invoke(cli, [*command, "--interim"])
+    assert refused.exit_code == 2 and "use it with --analyse-only" in refused.output
+    missing = CliRunner().invoke(cli, [*command, "--analyse-only"])
+    assert missing.exit_code == 2 and "1 run summaries missing" in missing.output
+    result = CliRunner().invoke(cli, [*command, "--analyse-only", "--interim", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert (payload["runs"], payload["planned_runs"], payload["complete"], payload["targets"]) == (11, 12, False, [])
+    assert "**Interim: 11 of 12 planned runs.**" in (tmp_path / "results.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------- committed summaries
+
+
+def _study_sections() -> list[str]:
+    return re.findall(r"<!-- study:([\w-]+):begin -->", (REPO / "docs" / "results.md").read_text())
+
+
+def test_results_doc_has_the_smoke_study_section() -> None:
+    assert "study-smoke" in _study_sections(), "docs/results.md has no study-smoke section; run its analysis"
+
+
+@pytest.mark.parametrize("profile", _study_sections())
+def test_committed_summaries_reproduce_the_results_doc(profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every study section of docs/results.md is exactly what its committed per-run files give (an interim section
+    from the runs committed so far)."""
+    monkeypatch.chdir(REPO)  # the profiles' summary_dir is relative to the repository root
+    cfg = load_config(profile, ())
     doc = (REPO / "docs" / "results.md").read_text()
-    section = re.search(r"<!-- study:study-smoke:begin -->\n(.*?)\n<!-- study:study-smoke:end -->", doc, re.DOTALL)
-    assert section is not None, "docs/results.md has no study-smoke section; run the study-smoke analysis"
+    section = re.search(rf"<!-- study:{profile}:begin -->\n(.*?)\n<!-- study:{profile}:end -->", doc, re.DOTALL)
+    assert section is not None
+    summaries = load_summaries(cfg, interim="**Interim:" in section.group(1))
+    expected = study_markdown(cfg, analyse_study(cfg, summaries), f"results/{profile}-lead.png").rstrip()
     assert section.group(1) == expected
 
 
