@@ -40,7 +40,7 @@ from equiseg.robustness.evaluate import resolve_device, score_and_report
 )
 @click.option(
     "--suite",
-    type=click.Choice(["clean", "quick", "full"]),
+    type=click.Choice(["clean", "emm", "quick", "full"]),
     help="clean: intact inputs + condition slices; quick: + EMM, RMM r=0.5, NM mid, key corruptions; "
     "full: every protocol level and the whole corruption matrix [robustness.suite].",
 )

@@ -72,6 +72,9 @@ def train_hash(cfg: EquisegConfig) -> str:
         if data.get(key) == default:  # options added later: at their defaults, older runs keep their hashes
             data.pop(key, None)
     train = {k: v for k, v in raw["train"].items() if k not in ("output_dir", "checkpoint_every_steps")}
+    # val_suite decides only which extra curves are logged: emm and quick give the same objective, so the same
+    # weights are kept (tests/training/test_validation_suite.py)
+    train.pop("val_suite", None)
     if train.get("modality_dropout_mode") == "zero":  # the behaviour before the option existed: old runs still match
         del train["modality_dropout_mode"]
     if not train.get("early_stop_patience"):  # likewise: no early stopping is what every older run did

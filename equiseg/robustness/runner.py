@@ -232,7 +232,7 @@ def evaluate_robustness(
     *,
     num_classes: int,
     modalities: Sequence[str],
-    suite: Literal["clean", "quick", "full"] = "quick",
+    suite: Literal["clean", "emm", "quick", "full"] = "quick",
     seed: int = 0,
     device: str | torch.device = "cpu",
     ignore_index: int = 255,
@@ -255,7 +255,7 @@ def evaluate_robustness(
             (see ``cache``).
         num_classes: number of classes K (mIoU averages over all K).
         modalities: modalities to feed, in order; every batch must hold them.
-        suite: ``clean``, ``quick`` or ``full`` (:mod:`equiseg.robustness.suites`).
+        suite: ``clean``, ``emm``, ``quick`` or ``full`` (:mod:`equiseg.robustness.suites`).
         seed: seed of every mask, noise draw and bootstrap.
         device: where batches, degradations and the model run.
         ignore_index: label value not scored.

@@ -1,8 +1,11 @@
-"""The robustness suites: which slices ``clean``, ``quick`` and ``full`` hold, and each slice's input transform.
+"""The robustness suites: which slices ``clean``, ``emm``, ``quick`` and ``full`` hold, and each slice's input
+transform.
 
 Suites (N modalities; ``docs/robustness.md`` lists the exact slices):
 
 - ``clean``: all modalities intact (condition slices ``cond/<tag>`` are derived from it after the run).
+- ``emm``: ``clean`` + EMM (2^N - 1 kept sets): exactly what the model-selection objective (clean + EMM) / 2 needs
+  (``train.val_suite``), and the single-modality balance.
 - ``quick``: ``clean`` + EMM (2^N - 1 kept sets) + RMM r = 0.5 (2^N - 1 missing sets) + NM mid + the key
   corruptions of :data:`~equiseg.robustness.degradations.QUICK_CORRUPTIONS` at ``severities`` (default 1, 3, 5).
   ``severities`` only applies here; the full suite always covers 1-5. Cheap enough for every retraining on CPU.
@@ -49,7 +52,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SUITES: tuple[str, ...] = ("clean", "quick", "full")
+SUITES: tuple[str, ...] = ("clean", "emm", "quick", "full")
 QUICK_SEVERITIES: tuple[int, ...] = (1, 3, 5)
 FULL_SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 QUICK_RMM_RATIOS: tuple[float, ...] = (0.5,)
@@ -104,6 +107,8 @@ def plan_suite(
                 _emm_transform(missing_set, missing),
             )
         )
+    if suite == "emm":
+        return specs
     for ratio in RMM_RATIOS if full else QUICK_RMM_RATIOS:
         for missing_set in missing_cases[1:]:
             specs.append(

@@ -1,7 +1,8 @@
 """What the loop measures after an epoch: clean validation, the robustness quick suite and the selection objective.
 
 **Model selection.** After every ``train.eval_robustness_every``-th epoch (and the last) the model is scored on the
-clean validation split and on the robustness *quick* suite; the best checkpoint maximises
+clean validation split and on the robustness suite ``train.val_suite`` (*quick*, or *emm*: only the slices the
+objective reads, so the same checkpoint at a fraction of the cost); the best checkpoint maximises
 
     objective = (clean_miou + emm_avg) / 2        (mIoU points)
 
@@ -69,13 +70,13 @@ def validation_metrics(
 def robustness_metrics(
     model: nn.Module, val_batches: Sequence[Mapping[str, Any]], cfg: EquisegConfig, device: torch.device
 ) -> dict[str, float]:
-    """Summary metrics of the robustness quick suite on the validation batches (no bootstrap)."""
+    """Summary metrics of the ``train.val_suite`` robustness suite on the validation batches (no bootstrap)."""
     result = evaluate_robustness(
         model,
         val_batches,
         num_classes=cfg.data.num_classes,
         modalities=cfg.data.modalities,
-        suite="quick",
+        suite=cfg.train.val_suite,
         seed=cfg.robustness.seed,
         device=device,
         ignore_index=cfg.data.ignore_index,
