@@ -98,7 +98,7 @@ def claim(
     "--interim",
     is_flag=True,
     help="With --analyse-only: analyse the summaries committed so far (the tables say how many of the planned "
-    "runs); judge no pre-registered target until every run is in.",
+    "runs); the pre-registered targets are judged once every run of the strongest setting is in.",
 )
 @click.option(
     "--doc/--no-doc",
@@ -139,7 +139,8 @@ def study(
     paths = write_study_report(cfg, analysis, write_doc=doc)
     lines = [f"{row['name']}: {'met' if row['met'] else 'NOT met'}" for row in analysis["targets"]]
     if not analysis["complete"]:
-        lines.append(f"interim: {analysis['runs']} of {analysis['planned_runs']} runs; no target judged yet")
+        judged = "targets judged at the complete strongest setting" if analysis["targets"] else "no target judged yet"
+        lines.append(f"interim: {analysis['runs']} of {analysis['planned_runs']} runs; {judged}")
     lines += [f"wrote {path}" for path in paths.values()]
     emit(
         as_json,

@@ -30,13 +30,16 @@ def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) ->
     (bootstrap interval, Welch p, permutation p); the pre-registered targets at the strongest setting.
 
     Without a summary for every one of :func:`~equiseg.experiments.study_plan.planned_runs` the analysis is
-    *interim*: settings without runs are left out and no target is judged (``targets`` is empty), since the
-    stopping rule is every planned run, fixed before the first; the tables only show where the study stands.
+    *interim*: settings without runs are left out, and a setting still missing runs says how many it holds. The
+    stopping rule, fixed before the first run, is every planned run of a setting, so the targets are judged only
+    once the strongest setting is complete (``targets`` is empty before); other settings do not enter them.
     """
     ec = cfg.experiment
     by_level: dict[float, dict[str, list[Mapping[str, Any]]]] = {}
     for raw in summaries:
         by_level.setdefault(float(raw["dominance"]), {}).setdefault(str(raw["model"]), []).append(raw)
+    planned = planned_runs(cfg)
+    done = {(float(r["dominance"]), str(r["model"]), int(r["seed"])) for r in summaries} & planned
     levels: dict[str, Any] = {}
     for level in sorted(by_level):
         arms = {m: sorted(runs, key=lambda r: int(r["seed"])) for m, runs in by_level[level].items()}
@@ -61,17 +64,23 @@ def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) ->
                 b = [float(s[metric]) for s in rival if metric in s]
                 result = compare(a, b, level=ec.ci_level, replicates=ec.bootstrap_samples, seed=ec.bootstrap_seed)
                 comparisons.append({"other": other, "metric": metric, **result.to_dict()})
-        levels[f"{level:g}"] = {"arms": arm_rows, "comparisons": comparisons}
-    planned = planned_runs(cfg)
-    done = {(float(r["dominance"]), str(r["model"]), int(r["seed"])) for r in summaries} & planned
-    complete = done == planned
+        level_planned = {key for key in planned if key[0] == level}
+        levels[f"{level:g}"] = {
+            "runs": len(done & level_planned),
+            "planned_runs": len(level_planned),
+            "complete": level_planned <= done,
+            "arms": arm_rows,
+            "comparisons": comparisons,
+        }
+    strongest = f"{max(key[0] for key in planned):g}" if planned else None
+    judged = strongest in levels and levels[strongest]["complete"]
     return {
         "profile": cfg.profile,
         "runs": len(done),
         "planned_runs": len(planned),
-        "complete": complete,
+        "complete": done == planned,
         "levels": levels,
-        "targets": _targets(cfg, levels) if complete else [],
+        "targets": _targets(cfg, levels) if judged else [],
     }
 
 
@@ -85,7 +94,7 @@ def _significant(comp: Mapping[str, Any]) -> bool:
 
 
 def _targets(cfg: EquisegConfig, levels: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The issue's pre-registered targets, judged at the strongest dominance setting."""
+    """The pre-registered targets (docs/results.md, "Study"), judged at the strongest dominance setting."""
     if not levels:
         return []
     ec = cfg.experiment
@@ -152,13 +161,15 @@ def study_markdown(cfg: EquisegConfig, analysis: Mapping[str, Any], figure: str 
     if not analysis.get("complete", True):
         lines[2] = lines[2].replace("--analyse-only`", "--analyse-only --interim`")
         lines += [
-            f"**Interim: {analysis['runs']} of {analysis['planned_runs']} planned runs.** No conclusion: the study "
-            "stops when every planned run is in (fixed before the first run), and only then are the pre-registered "
-            "targets judged. These tables show where it stands.",
+            f"**Interim: {analysis['runs']} of {analysis['planned_runs']} planned runs.** A setting is complete when "
+            "every planned run of it is in (the stopping rule, fixed before the first run); one still in progress "
+            "says so in its heading and allows no conclusion. The pre-registered targets are judged once the "
+            "strongest setting is complete.",
             "",
         ]
     for name, level in analysis["levels"].items():
-        lines += [f"### Dominance {name}", ""]
+        progress = "" if level.get("complete", True) else f" (interim: {level['runs']} of {level['planned_runs']} runs)"
+        lines += [f"### Dominance {name}{progress}", ""]
         lines += ["| arm | params (M) | runs | epochs run (mean) | early-stopped | clean | EMM avg | balance |"]
         lines += ["| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for model, arm in level["arms"].items():

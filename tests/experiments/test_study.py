@@ -218,14 +218,27 @@ def test_an_interim_analysis_reports_where_the_study_stands_and_judges_nothing(t
     text = study_markdown(cfg, analysis)
     assert "**Interim: 4 of 12 planned runs.**" in text and "--analyse-only --interim`" in text
     assert "Pre-registered targets" not in text and "### Dominance 0\n" not in text
+    assert "### Dominance 0.8 (interim: 4 of 6 runs)" in text
     complete = analyse_study(cfg.replace(**{"experiment.seeds": [0]}), load_summaries(cfg, interim=True))
     assert complete["complete"] is False  # seed 0 at dominance 0 is still missing
+
+
+def test_targets_are_judged_once_the_strongest_setting_is_complete(tmp_path: Path) -> None:
+    cfg = _study_cfg(tmp_path)
+    _write_summaries(cfg)
+    summary_path(cfg, 0.0, "cmnext_like_tiny", 2).unlink()
+    analysis = analyse_study(cfg, load_summaries(cfg, interim=True))
+    assert analysis["complete"] is False and analysis["levels"]["0.8"]["complete"]
+    assert {row["level"] for row in analysis["targets"]} == {"0.8"} and len(analysis["targets"]) == 3
+    text = study_markdown(cfg, analysis)
+    assert "### Dominance 0 (interim: 5 of 6 runs)" in text and "### Dominance 0.8\n" in text
+    assert "### Pre-registered targets at dominance 0.8" in text
 
 
 def test_cli_interim_needs_analyse_only_and_writes_an_interim_section(tmp_path: Path) -> None:
     cfg = _study_cfg(tmp_path)
     _write_summaries(cfg)
-    summary_path(cfg, 0.0, "equiseg_tiny", 2).unlink()
+    summary_path(cfg, 0.8, "equiseg_tiny", 2).unlink()  # the strongest setting is not complete
     sets = [
         "--set=experiment.seeds=[0, 1, 2]",
         f"--set=experiment.summary_dir={tmp_path / 'summaries'}",
