@@ -233,6 +233,7 @@ def lead_figure(cfg: EquisegConfig, analysis: Mapping[str, Any], path: Path) -> 
         if other in ec.emm_margins:
             ax.axhline(ec.emm_margins[other], linestyle=":", linewidth=0.8, color=ax.lines[-1].get_color())
     ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_xlim(-0.05, 1.05)  # the whole dial, so settings still to come have their place
     ax.set_xlabel(f"dominance of {cfg.data.dominant_modality or 'none'} (data.dominance)")
     ax.set_ylabel("EMM avg lead (mIoU points)")
     ax.legend(fontsize=7)
