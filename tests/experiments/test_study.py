@@ -106,17 +106,18 @@ SCORES = {  # (model, dominance) -> per-seed (clean, EMM avg, balance ratio)
 }
 
 
-def _study_cfg(tmp_path: Path) -> EquisegConfig:
-    return load_config(
-        "study-smoke",
-        (
-            "experiment.seeds=[0, 1, 2]",
-            f"experiment.summary_dir={tmp_path / 'summaries'}",
-            f"experiment.output_dir={tmp_path / 'runs'}",
-            f"experiment.results_doc={tmp_path / 'results.md'}",
-            "experiment.bootstrap_samples=500",
-        ),
+def _study_overrides(tmp_path: Path) -> tuple[str, ...]:
+    return (
+        "experiment.seeds=[0, 1, 2]",
+        f"experiment.summary_dir={tmp_path / 'summaries'}",
+        f"experiment.output_dir={tmp_path / 'runs'}",
+        f"experiment.results_doc={tmp_path / 'results.md'}",
+        "experiment.bootstrap_samples=500",
     )
+
+
+def _study_cfg(tmp_path: Path) -> EquisegConfig:
+    return load_config("study-smoke", _study_overrides(tmp_path))
 
 
 def _write_summaries(cfg: EquisegConfig) -> None:
@@ -185,13 +186,7 @@ def test_summaries_that_do_not_match_the_config_are_refused(tmp_path: Path) -> N
 def test_cli_analyse_only_rebuilds_tables_and_figure(tmp_path: Path) -> None:
     cfg = _study_cfg(tmp_path)
     _write_summaries(cfg)
-    sets = [
-        "--set=experiment.seeds=[0, 1, 2]",
-        f"--set=experiment.summary_dir={tmp_path / 'summaries'}",
-        f"--set=experiment.output_dir={tmp_path / 'runs'}",
-        f"--set=experiment.results_doc={tmp_path / 'results.md'}",
-        "--set=experiment.bootstrap_samples=500",
-    ]
+    sets = [f"--set={item}" for item in _study_overrides(tmp_path)]
     result = CliRunner().invoke(cli, ["experiment", "study", "--profile", "study-smoke", *sets, "--analyse-only"])
     assert result.exit_code == 0, result.output
     doc = (tmp_path / "results.md").read_text()
@@ -239,13 +234,7 @@ def test_cli_interim_needs_analyse_only_and_writes_an_interim_section(tmp_path: 
     cfg = _study_cfg(tmp_path)
     _write_summaries(cfg)
     summary_path(cfg, 0.8, "equiseg_tiny", 2).unlink()  # the strongest setting is not complete
-    sets = [
-        "--set=experiment.seeds=[0, 1, 2]",
-        f"--set=experiment.summary_dir={tmp_path / 'summaries'}",
-        f"--set=experiment.output_dir={tmp_path / 'runs'}",
-        f"--set=experiment.results_doc={tmp_path / 'results.md'}",
-        "--set=experiment.bootstrap_samples=500",
-    ]
+    sets = [f"--set={item}" for item in _study_overrides(tmp_path)]
     command = ["experiment", "study", "--profile", "study-smoke", *sets]
     refused = CliRunner().invoke(cli, [*command, "--interim"])
     assert refused.exit_code == 2 and "use it with --analyse-only" in refused.output
