@@ -41,7 +41,8 @@ from equiseg.robustness.evaluate import resolve_device, score_and_report
 @click.option(
     "--suite",
     type=click.Choice(["clean", "emm", "quick", "full"]),
-    help="clean: intact inputs + condition slices; quick: + EMM, RMM r=0.5, NM mid, key corruptions; "
+    help="clean: intact inputs + condition slices; emm: + every missing-modality subset; quick: + EMM, RMM r=0.5, "
+    "NM mid, key corruptions; "
     "full: every protocol level and the whole corruption matrix [robustness.suite].",
 )
 @click.option("--split", help="Manifest split to score [robustness.split].")

@@ -1,4 +1,4 @@
-"""What the loop measures after an epoch: clean validation, the robustness quick suite and the selection objective.
+"""What the loop measures after an epoch: clean validation, a robustness suite and the selection objective.
 
 **Model selection.** After every ``train.eval_robustness_every``-th epoch (and the last) the model is scored on the
 clean validation split and on the robustness suite ``train.val_suite`` (*quick*, or *emm*: only the slices the
