@@ -212,6 +212,9 @@ class ExperimentConfig:
     emm_margins: dict[str, float] = field(  # target: candidate EMM avg - baseline's EMM avg >= margin (points)
         default_factory=lambda: {"cmnext_like_tiny": 5.0, "early_fusion_tiny": 3.0}
     )
+    # judge those targets (and clean_tolerance) at the strongest setting of a study; false for an exploratory
+    # study, e.g. the controls (docs/results.md, "Study"), whose section then has no targets table
+    preregistered: bool = True
     bootstrap_samples: int = 2000  # replicates of the two-level (seeds, then images) bootstrap
     ci_level: float = 0.95
     bootstrap_seed: int = 0

@@ -32,7 +32,8 @@ def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) ->
     Without a summary for every one of :func:`~equiseg.experiments.study_plan.planned_runs` the analysis is
     *interim*: settings without runs are left out, and a setting still missing runs says how many it holds. The
     stopping rule, fixed before the first run, is every planned run of a setting, so the targets are judged only
-    once the strongest setting is complete (``targets`` is empty before); other settings do not enter them.
+    once the strongest setting is complete (``targets`` is empty before); other settings do not enter them. An
+    exploratory study (``experiment.preregistered: false``) has no targets.
     """
     ec = cfg.experiment
     by_level: dict[float, dict[str, list[Mapping[str, Any]]]] = {}
@@ -73,7 +74,7 @@ def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) ->
             "comparisons": comparisons,
         }
     strongest = f"{max(key[0] for key in planned):g}" if planned else None
-    judged = strongest in levels and levels[strongest]["complete"]
+    judged = ec.preregistered and strongest in levels and levels[strongest]["complete"]
     return {
         "profile": cfg.profile,
         "runs": len(done),
@@ -167,6 +168,13 @@ def study_markdown(cfg: EquisegConfig, analysis: Mapping[str, Any], figure: str 
             "strongest setting is complete.",
             "",
         ]
+    if not ec.preregistered:
+        n = len(ec.seeds)
+        lines += [
+            f"**Exploratory: no pre-registered targets.** With {n} runs per arm the smallest exact permutation p is "
+            f"2 / C({2 * n}, {n}) = {2 / math.comb(2 * n, n):.3g}, so these tables describe; they decide nothing.",
+            "",
+        ]
     for name, level in analysis["levels"].items():
         progress = "" if level.get("complete", True) else f" (interim: {level['runs']} of {level['planned_runs']} runs)"
         lines += [f"### Dominance {name}{progress}", ""]
@@ -212,10 +220,10 @@ def study_markdown(cfg: EquisegConfig, analysis: Mapping[str, Any], figure: str 
 
 def lead_figure(cfg: EquisegConfig, analysis: Mapping[str, Any], path: Path) -> Path | None:
     """EMM avg lead of the candidate over each ``experiment.emm_margins`` arm (cmnext_like first) against the dial,
-    with bootstrap intervals and the target margin."""
+    with bootstrap intervals and the target margin; ``None`` with fewer than two settings (no dial to plot)."""
     ec = cfg.experiment
     others = list(ec.emm_margins) or [m for m in ec.models if m != ec.candidate][:1]
-    if not others:
+    if not others or len(analysis["levels"]) < 2:
         return None
     fig = new_figure(5.5, 3.4)
     ax = fig.add_subplot(1, 1, 1)

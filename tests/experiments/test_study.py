@@ -230,6 +230,23 @@ def test_targets_are_judged_once_the_strongest_setting_is_complete(tmp_path: Pat
     assert "### Pre-registered targets at dominance 0.8" in text
 
 
+def test_an_exploratory_study_judges_no_targets_and_a_single_setting_draws_no_dial(tmp_path: Path) -> None:
+    cfg = _study_cfg(tmp_path)
+    _write_summaries(cfg)
+    exploratory = cfg.replace(**{"experiment.preregistered": False, "experiment.dominance_levels": [0.8]})
+    analysis = analyse_study(exploratory, load_summaries(exploratory))
+    assert analysis["complete"] and analysis["targets"] == [] and list(analysis["levels"]) == ["0.8"]
+    text = study_markdown(exploratory, analysis)
+    assert "Pre-registered targets" not in text
+    assert "smallest exact permutation p is 2 / C(6, 3) = 0.1," in text
+    sets = [f"--set={item}" for item in _study_overrides(tmp_path)]
+    sets += ["--set=experiment.preregistered=false", "--set=experiment.dominance_levels=[0.8]"]
+    result = CliRunner().invoke(cli, ["experiment", "study", "--profile", "study-smoke", *sets, "--analyse-only"])
+    assert result.exit_code == 0, result.output
+    assert "![EMM lead" not in (tmp_path / "results.md").read_text()
+    assert not (tmp_path / "results" / "study-smoke-lead.png").exists()
+
+
 def test_cli_interim_needs_analyse_only_and_writes_an_interim_section(tmp_path: Path) -> None:
     cfg = _study_cfg(tmp_path)
     _write_summaries(cfg)
@@ -268,7 +285,9 @@ def test_committed_summaries_reproduce_the_results_doc(profile: str, monkeypatch
     section = re.search(rf"<!-- study:{profile}:begin -->\n(.*?)\n<!-- study:{profile}:end -->", doc, re.DOTALL)
     assert section is not None
     summaries = load_summaries(cfg, interim="**Interim:" in section.group(1))
-    expected = study_markdown(cfg, analyse_study(cfg, summaries), f"results/{profile}-lead.png").rstrip()
+    analysis = analyse_study(cfg, summaries)
+    figure = f"results/{profile}-lead.png" if len(analysis["levels"]) > 1 else None  # a dial needs two settings
+    expected = study_markdown(cfg, analysis, figure).rstrip()
     assert section.group(1) == expected
 
 
