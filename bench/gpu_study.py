@@ -4,9 +4,9 @@ many at once (docs/results.md, "Study").
 Tiny models leave a large GPU mostly idle, so ``--jobs`` runs train side by side (each its own CUDA context). The
 data of every dominance setting is generated first, in this process; then runs are launched seed-major until
 ``--deadline-s``; runs still going at ``--deadline-s + --grace-s`` are stopped (they resume from their ``last.pt``
-on the next call, finished ones are reused). Each finished run leaves its summary JSON under
-``experiment.summary_dir``; with ``--out`` they (and ``gpu_study.json``, the timings) are copied there, to bring
-back and analyse with ``equiseg experiment study --profile <profile> --analyse-only``.
+on the next call, finished ones are reused; a run another process holds is left to it). Each finished run leaves
+its summary JSON under ``experiment.summary_dir``; with ``--out`` they (and ``gpu_study.json``, the timings) are
+copied there, to bring back and analyse with ``equiseg experiment study --profile <profile> --analyse-only``.
 
 Needs only the core dependencies (torch, numpy, pyarrow, PIL, yaml); no mlflow, kfp or click.
 
@@ -32,7 +32,13 @@ sys.path.insert(0, str(ROOT))
 from equiseg.config import load_config  # noqa: E402
 from equiseg.experiments.plan import cell_config, eval_hash, train_hash  # noqa: E402
 from equiseg.experiments.runs import prepare_claim_data  # noqa: E402
-from equiseg.experiments.study import level_config, study_levels, summary_dir, summary_path  # noqa: E402
+from equiseg.experiments.study import (  # noqa: E402
+    EXIT_BUSY,
+    level_config,
+    study_levels,
+    summary_dir,
+    summary_path,
+)
 
 logger = logging.getLogger("gpu_study")
 
@@ -101,7 +107,10 @@ def main() -> int:
             if code is not None:
                 del running[key]
                 timings.append({"run": list(key), "exit": code, "seconds": round(now - begun, 1)})
-                logger.info("%s exit %d after %.0fs", key, code, now - begun)
+                if code == EXIT_BUSY:
+                    logger.info("%s is running in another process: left to it", key)
+                else:
+                    logger.info("%s exit %d after %.0fs", key, code, now - begun)
         time.sleep(1.0)
     report = {
         "profile": args.profile,
@@ -120,12 +129,14 @@ def main() -> int:
             target = args.out / "summaries" / path.parent.name / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, target)
-    failed = [t for t in timings if t["exit"] != 0]
+    busy = [t for t in timings if t["exit"] == EXIT_BUSY]
+    failed = [t for t in timings if t["exit"] not in (0, EXIT_BUSY)]
     logger.info(
-        "done in %.0fs: %d runs finished, %d failed or stopped",
+        "done in %.0fs: %d runs finished, %d failed or stopped, %d left to another process",
         report["wall_seconds"],
-        len(timings) - len(failed),
+        len(timings) - len(failed) - len(busy),
         len(failed),
+        len(busy),
     )
     return 0 if not failed else 1
 

@@ -10,12 +10,14 @@ core dependencies only; its folder can then be brought back and analysed, and lo
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from equiseg.training import load_model_from_checkpoint, train
 __all__ = [
     "CELL_FILE",
     "CellRecord",
+    "RunBusyError",
     "load_cells",
     "prepare_claim_data",
     "run_cell",
@@ -151,16 +154,58 @@ def _reuse_or_reset(run_cfg: EquisegConfig, path: Path) -> tuple[CellRecord | No
     return None, 0.0
 
 
+class RunBusyError(RuntimeError):
+    """Another process holds the run's folder (:func:`run_lock`): two schedulers launched the same run."""
+
+
+@contextmanager
+def run_lock(path: Path) -> Iterator[None]:
+    """Hold ``<path>/.lock`` for as long as one process trains or scores the run in ``path``.
+
+    An advisory ``flock``: the OS releases it when the holder exits, however it exits, so a killed run never leaves
+    a stale lock. The file keeps the holder's pid for the message.
+
+    Raises:
+        RunBusyError: another process holds it.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    with (path / ".lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunBusyError(
+                f"run {path} is in progress in another process (pid {holder}); wait for it to finish or stop that "
+                "process, then run again (finished runs are reused)"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+
+
 def run_cell(
     cfg: EquisegConfig, model: str, seed: int, *, manifest: Path, data_root: Path, progress: bool = True
 ) -> CellRecord:
     """Train ``model`` with ``seed`` and score its best checkpoint; reuse the cell when it already finished.
 
     Writes ``<output_dir>/cells/<model>-seed<seed>/``: ``train/`` (checkpoints, config), ``robustness.json``,
-    ``confusion.npz`` (per-image confusion matrices of every slice) and, last, ``cell.json``.
+    ``confusion.npz`` (per-image confusion matrices of every slice) and, last, ``cell.json``. The folder is locked
+    while this runs (:func:`run_lock`).
+
+    Raises:
+        RunBusyError: another process is running the same cell.
     """
     run_cfg = cell_config(cfg, model, seed)
     path = Path(run_cfg.train.output_dir).parent
+    with run_lock(path):
+        return _run_cell_locked(run_cfg, path, manifest=manifest, data_root=data_root, progress=progress)
+
+
+def _run_cell_locked(
+    run_cfg: EquisegConfig, path: Path, *, manifest: Path, data_root: Path, progress: bool
+) -> CellRecord:
     finished, earlier_train_seconds = _reuse_or_reset(run_cfg, path)
     if finished is not None:
         return finished

@@ -30,7 +30,7 @@ from typing import Any
 
 from equiseg.config import ConfigError, EquisegConfig, load_config
 from equiseg.experiments.plan import cell_config, eval_hash, train_hash, validate_experiment
-from equiseg.experiments.runs import CellRecord, prepare_claim_data, run_cell, write_json_atomic
+from equiseg.experiments.runs import CellRecord, RunBusyError, prepare_claim_data, run_cell, write_json_atomic
 from equiseg.experiments.study_analysis import analyse_study, study_markdown, write_study_report
 from equiseg.experiments.study_plan import (
     STUDY_FORMAT,
@@ -42,6 +42,7 @@ from equiseg.experiments.study_plan import (
 )
 
 __all__ = [
+    "EXIT_BUSY",
     "STUDY_FORMAT",
     "analyse_study",
     "level_config",
@@ -57,6 +58,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: exit status of ``python -m equiseg.experiments.study --only`` when another process runs that cell (EX_TEMPFAIL)
+EXIT_BUSY = 75
 
 _CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_miou", "clean_miou", "emm_avg", "objective")
 
@@ -191,7 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.only:
             level, model, seed = args.only.split(",")
             only = (float(level), model, int(seed))
-        run_study(cfg, progress=not args.no_progress, only=only)
+        try:
+            run_study(cfg, progress=not args.no_progress, only=only)
+        except RunBusyError as exc:
+            logger.error("%s", exc)
+            return EXIT_BUSY
         if only is not None:
             return 0
     analysis = analyse_study(cfg, load_summaries(cfg, interim=args.interim))

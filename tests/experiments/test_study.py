@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from equiseg.cli.main import cli
 from equiseg.config import ConfigError, EquisegConfig, load_config
 from equiseg.experiments.plan import cell_config, eval_hash, train_hash
+from equiseg.experiments.runs import run_lock
 from equiseg.experiments.significance import (
     EXACT_LIMIT,
     bootstrap_interval,
@@ -27,6 +28,7 @@ from equiseg.experiments.significance import (
     welch_test,
 )
 from equiseg.experiments.study import (
+    EXIT_BUSY,
     STUDY_FORMAT,
     analyse_study,
     level_config,
@@ -306,6 +308,38 @@ def test_gpu_study_bench_runs_a_tiny_study_on_cpu(tmp_path: Path) -> None:
     assert len(report["runs"]) == 2 and all(run["exit"] == 0 for run in report["runs"]) and report["not_started"] == 0
     copied = sorted(p.name for p in (tmp_path / "out" / "summaries" / "dominance-0.5").iterdir())
     assert copied == ["cmnext_like_tiny-seed0.json", "equiseg_tiny-seed0.json"]
+
+
+def test_a_run_held_by_another_process_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    """Two schedulers launching the same run: the second stops at once with its own exit status, and the first
+    run's folder is not reset under it."""
+    sets = [
+        "data.samples=16", "data.image_size=32", "experiment.seeds=[0]", "experiment.dominance_levels=[0.5]",
+        f"experiment.output_dir={tmp_path / 'runs'}", f"experiment.summary_dir={tmp_path / 'summaries'}",
+    ]  # fmt: skip
+    cfg = load_config("study-smoke", sets)
+    folder = Path(cell_config(level_config(cfg, 0.5), "equiseg_tiny", 0).train.output_dir).parent
+    (folder / "train").mkdir(parents=True)
+    (folder / "train" / "last.pt").write_bytes(b"the first scheduler's checkpoint")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import sys, time\nfrom equiseg.experiments.runs import run_lock\nfrom pathlib import "
+         f"Path\nwith run_lock(Path({str(folder)!r})):\n    print('held', flush=True)\n    time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        command = [sys.executable, "-m", "equiseg.experiments.study", "--profile", "study-smoke", "--no-progress"]
+        command += [f"--set={item}" for item in sets] + ["--only", "0.5,equiseg_tiny,0"]
+        second = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert second.returncode == EXIT_BUSY, second.stderr
+    assert f"in progress in another process (pid {holder.pid})" in second.stderr
+    assert (folder / "train" / "last.pt").read_bytes() == b"the first scheduler's checkpoint"
+    assert not summary_path(cfg, 0.5, "equiseg_tiny", 0).exists()
+    with run_lock(folder):  # released when its holder died, however it died
+        pass
 
 
 def test_study_module_runs_without_mlflow_kfp_or_click() -> None:
