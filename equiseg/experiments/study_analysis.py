@@ -1,12 +1,11 @@
 """The study's analysis and report, from the per-run summaries alone: each arm's means per dominance setting, the
 candidate minus every other arm (bootstrap interval, Welch and permutation p; :mod:`equiseg.experiments.significance`),
-the pre-registered targets, the Markdown section of ``experiment.results_doc`` and the lead figure
-(docs/results.md, "Study")."""
+the pre-registered targets and the Markdown section of ``experiment.results_doc``, with the figures of
+:mod:`equiseg.experiments.study_figures` (docs/results.md, "Study")."""
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,10 @@ from equiseg.config import EquisegConfig
 from equiseg.experiments.report import update_document
 from equiseg.experiments.runs import write_json_atomic
 from equiseg.experiments.significance import compare
+from equiseg.experiments.study_figures import FIGURE_CAPTIONS, draw_figures, figure_names
 from equiseg.experiments.study_plan import STUDY_METRICS, planned_runs, summary_dir
-from equiseg.figures import new_figure, save_figure
 
-__all__ = ["analyse_study", "lead_figure", "study_markdown", "write_study_report"]
+__all__ = ["analyse_study", "study_markdown", "write_study_report"]
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -53,6 +52,8 @@ def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) ->
                 "epochs_run": _mean([float(r["epochs_run"]) for r in runs]),
                 "early_stopped": sum(bool(r["early_stopped"]) for r in runs),
                 **{m: _mean([float(r["scores"].get(m, math.nan)) for r in runs]) for m in STUDY_METRICS},
+                "seeds": [int(r["seed"]) for r in runs],
+                "per_run": {m: [float(r["scores"].get(m, math.nan)) for r in runs] for m in STUDY_METRICS},
             }
         comparisons = []
         candidate = [r["scores"] for r in arms.get(ec.candidate, [])]
@@ -140,8 +141,9 @@ def _diff(comp: Mapping[str, Any] | None, ratio: bool) -> str:
     return f"{comp['difference']:+.{digits}f} [{comp['low']:+.{digits}f}, {comp['high']:+.{digits}f}]"
 
 
-def study_markdown(cfg: EquisegConfig, analysis: Mapping[str, Any], figure: str | None = None) -> str:
-    """The Markdown section of the study (everything in it derives from the per-run summaries)."""
+def study_markdown(cfg: EquisegConfig, analysis: Mapping[str, Any], figures: Mapping[str, str] | None = None) -> str:
+    """The Markdown section of the study (everything in it derives from the per-run summaries); ``figures`` maps
+    :func:`~equiseg.experiments.study_figures.figure_names` keys to their paths relative to the document."""
     ec = cfg.experiment
     lines = [
         f"## Study `{cfg.profile}`",
@@ -213,60 +215,26 @@ def study_markdown(cfg: EquisegConfig, analysis: Mapping[str, Any], figure: str 
                 f"{'yes' if row['met'] else '**no**'} |"
             )
         lines.append("")
-    if figure:
-        lines += [f"![EMM lead of {ec.candidate} against the dial.]({figure})", ""]
+    for key, path in (figures or {}).items():
+        lines += [f"![{FIGURE_CAPTIONS[key].format(candidate=ec.candidate)}]({path})", ""]
     return "\n".join(lines)
-
-
-def lead_figure(cfg: EquisegConfig, analysis: Mapping[str, Any], path: Path) -> Path | None:
-    """EMM avg lead of the candidate over each ``experiment.emm_margins`` arm (cmnext_like first) against the dial,
-    with bootstrap intervals and the target margin; ``None`` with fewer than two settings (no dial to plot)."""
-    ec = cfg.experiment
-    others = list(ec.emm_margins) or [m for m in ec.models if m != ec.candidate][:1]
-    if not others or len(analysis["levels"]) < 2:
-        return None
-    fig = new_figure(5.5, 3.4)
-    ax = fig.add_subplot(1, 1, 1)
-    for offset, other in enumerate(others):
-        xs, ys, lows, highs = [], [], [], []
-        for name, level in analysis["levels"].items():
-            comp = _find(level, other, "emm_avg")
-            if comp is None or math.isnan(comp["difference"]):
-                continue
-            xs.append(float(name) + 0.01 * offset)
-            ys.append(comp["difference"])
-            lows.append(comp["difference"] - comp["low"])
-            highs.append(comp["high"] - comp["difference"])
-        ax.errorbar(xs, ys, yerr=[lows, highs], marker="o", capsize=3, label=f"{ec.candidate} - {other}")
-        if other in ec.emm_margins:
-            ax.axhline(ec.emm_margins[other], linestyle=":", linewidth=0.8, color=ax.lines[-1].get_color())
-    ax.axhline(0.0, color="black", linewidth=0.6)
-    ax.set_xlim(-0.05, 1.05)  # the whole dial, so settings still to come have their place
-    ax.set_xlabel(f"dominance of {cfg.data.dominant_modality or 'none'} (data.dominance)")
-    ax.set_ylabel("EMM avg lead (mIoU points)")
-    ax.legend(fontsize=7)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return save_figure(fig, path)
 
 
 def write_study_report(
     cfg: EquisegConfig, analysis: Mapping[str, Any], *, write_doc: bool = True, figure: bool = True
 ) -> dict[str, Path]:
-    """``analysis.json`` beside the summaries, the lead figure, and the profile's section of
-    ``experiment.results_doc``."""
+    """``analysis.json`` beside the summaries, the figures in ``results/`` beside ``experiment.results_doc``, and
+    the profile's section of that document."""
     out: dict[str, Path] = {}
     folder = summary_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     out["analysis"] = folder / "analysis.json"
     write_json_atomic(out["analysis"], analysis)
     doc = Path(cfg.experiment.results_doc)
-    rel = None
-    if figure:
-        target = doc.parent / "results" / f"{cfg.profile}-lead.png"
-        if lead_figure(cfg, analysis, target) is not None:
-            out["figure"] = target
-            rel = Path(os.path.relpath(target, doc.parent)).as_posix()
+    drawn = draw_figures(cfg, analysis, doc.parent / "results") if figure else {}
+    out.update({f"figure_{key}": path for key, path in drawn.items()})
     if write_doc:
+        rel = {key: f"results/{name}" for key, name in figure_names(cfg, analysis).items() if key in drawn}
         update_document(doc, cfg.profile, study_markdown(cfg, analysis, rel), kind="study")
         out["doc"] = doc
     return out

@@ -36,6 +36,7 @@ from equiseg.experiments.study import (
     study_markdown,
     summary_path,
 )
+from equiseg.experiments.study_figures import figure_names
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -192,8 +193,12 @@ def test_cli_analyse_only_rebuilds_tables_and_figure(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["experiment", "study", "--profile", "study-smoke", *sets, "--analyse-only"])
     assert result.exit_code == 0, result.output
     doc = (tmp_path / "results.md").read_text()
-    assert "<!-- study:study-smoke:begin -->" in doc and "![EMM lead" in doc
+    assert "<!-- study:study-smoke:begin -->" in doc and "![EMM lead" in doc and "![EMM avg of every run" in doc
     assert (tmp_path / "results" / "study-smoke-lead.png").stat().st_size > 1000
+    assert (tmp_path / "results" / "study-smoke-arms.png").stat().st_size > 1000
+    arms = json.loads((tmp_path / "summaries" / "analysis.json").read_text())["levels"]["0.8"]["arms"]
+    assert arms["equiseg_tiny"]["seeds"] == [0, 1, 2]
+    assert arms["equiseg_tiny"]["per_run"]["emm_avg"] == [26.0, 27.0, 28.0]
     assert json.loads((tmp_path / "summaries" / "analysis.json").read_text())["profile"] == "study-smoke"
 
 
@@ -245,7 +250,8 @@ def test_an_exploratory_study_judges_no_targets_and_a_single_setting_draws_no_di
     sets += ["--set=experiment.preregistered=false", "--set=experiment.dominance_levels=[0.8]"]
     result = CliRunner().invoke(cli, ["experiment", "study", "--profile", "study-smoke", *sets, "--analyse-only"])
     assert result.exit_code == 0, result.output
-    assert "![EMM lead" not in (tmp_path / "results.md").read_text()
+    doc = (tmp_path / "results.md").read_text()
+    assert "![EMM lead" not in doc and "![EMM avg of every run" in doc
     assert not (tmp_path / "results" / "study-smoke-lead.png").exists()
 
 
@@ -288,8 +294,8 @@ def test_committed_summaries_reproduce_the_results_doc(profile: str, monkeypatch
     assert section is not None
     summaries = load_summaries(cfg, interim="**Interim:" in section.group(1))
     analysis = analyse_study(cfg, summaries)
-    figure = f"results/{profile}-lead.png" if len(analysis["levels"]) > 1 else None  # a dial needs two settings
-    expected = study_markdown(cfg, analysis, figure).rstrip()
+    figures = {key: f"results/{name}" for key, name in figure_names(cfg, analysis).items()}
+    expected = study_markdown(cfg, analysis, figures).rstrip()
     assert section.group(1) == expected
 
 
