@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,20 @@ __all__ = ["analyse_study", "study_markdown", "write_study_report"]
 
 def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values) if values else math.nan
+
+
+def subset_keys(modalities: Sequence[str]) -> list[str]:
+    """The kept-modality subsets the EMM avg averages, largest first in ``data.modalities`` order
+    (``rgb-depth, rgb-thermal, depth-thermal, rgb, depth, thermal``): the score keys are ``miou/emm/<subset>``."""
+    return ["-".join(kept) for k in range(len(modalities) - 1, 0, -1) for kept in combinations(modalities, k)]
+
+
+def _subset_means(cfg: EquisegConfig, runs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Each arm's mean mIoU per kept subset, and the mean clean-minus-without-``m`` drop per modality."""
+    keys = [f"miou/emm/{k}" for k in subset_keys(cfg.data.modalities)]
+    keys += [f"drop_without_{m}" for m in cfg.data.modalities]
+    present = [k for k in keys if runs and all(k in r["scores"] for r in runs)]
+    return {k.removeprefix("miou/emm/"): _mean([float(r["scores"][k]) for r in runs]) for k in present}
 
 
 def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -54,6 +69,7 @@ def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) ->
                 **{m: _mean([float(r["scores"].get(m, math.nan)) for r in runs]) for m in STUDY_METRICS},
                 "seeds": [int(r["seed"]) for r in runs],
                 "per_run": {m: [float(r["scores"].get(m, math.nan)) for r in runs] for m in STUDY_METRICS},
+                "subsets": _subset_means(cfg, runs),
             }
         comparisons = []
         candidate = [r["scores"] for r in arms.get(ec.candidate, [])]
@@ -141,6 +157,20 @@ def _diff(comp: Mapping[str, Any] | None, ratio: bool) -> str:
     return f"{comp['difference']:+.{digits}f} [{comp['low']:+.{digits}f}, {comp['high']:+.{digits}f}]"
 
 
+def _subset_table(arms: Mapping[str, Any]) -> list[str]:
+    """Where the EMM avg comes from: each arm's mean mIoU with only these modalities kept, and what losing each
+    modality alone costs it (clean minus that subset)."""
+    columns = next((list(arm.get("subsets", {})) for arm in arms.values() if arm.get("subsets")), [])
+    if not columns:
+        return []
+    names = [c.replace("drop_without_", "drop without ") if c.startswith("drop_") else f"only {c}" for c in columns]
+    lines = ["", f"| arm (mIoU by kept modalities) | {' | '.join(names)} |", "| --- |" + " ---: |" * len(columns)]
+    for model, arm in arms.items():
+        values = [arm.get("subsets", {}).get(c) for c in columns]
+        lines.append(f"| {model} | " + " | ".join("n/a" if v is None else f"{v:.1f}" for v in values) + " |")
+    return lines
+
+
 def study_markdown(cfg: EquisegConfig, analysis: Mapping[str, Any], figures: Mapping[str, str] | None = None) -> str:
     """The Markdown section of the study (everything in it derives from the per-run summaries); ``figures`` maps
     :func:`~equiseg.experiments.study_figures.figure_names` keys to their paths relative to the document."""
@@ -191,6 +221,7 @@ def study_markdown(cfg: EquisegConfig, analysis: Mapping[str, Any], figures: Map
                 f"{arm['early_stopped']} | {arm['clean_miou']:.1f} | {arm['emm_avg']:.1f} | "
                 f"{arm['balance_ratio']:.3f} |"
             )
+        lines += _subset_table(level["arms"])
         lines += ["", f"| {ec.candidate} minus | metric | mean [CI] | Welch p | permutation p |"]
         lines += ["| --- | --- | --- | ---: | ---: |"]
         for comp in level["comparisons"]:

@@ -123,6 +123,17 @@ def _study_cfg(tmp_path: Path) -> EquisegConfig:
     return load_config("study-smoke", _study_overrides(tmp_path))
 
 
+SUBSET_OFFSETS = {"rgb-depth": 6.0, "rgb-thermal": 4.0, "depth-thermal": 2.0, "rgb": -2.0, "depth": -4.0}
+SUBSET_OFFSETS["thermal"] = -6.0  # the offsets average to 0, so the subsets average to the EMM avg
+
+
+def _subsets(clean: float, emm: float) -> dict[str, float]:
+    """Per-subset scores whose mean is ``emm``, and the drops they imply (clean minus the subset without m)."""
+    scores = {f"miou/emm/{k}": emm + offset for k, offset in SUBSET_OFFSETS.items()}
+    without = {"rgb": "depth-thermal", "depth": "rgb-thermal", "thermal": "rgb-depth"}
+    return scores | {f"drop_without_{m}": clean - scores[f"miou/emm/{k}"] for m, k in without.items()}
+
+
 def _write_summaries(cfg: EquisegConfig) -> None:
     for (model, level), rows in SCORES.items():
         for seed, (clean, emm, balance) in enumerate(rows):
@@ -146,7 +157,7 @@ def _write_summaries(cfg: EquisegConfig) -> None:
                 "epochs_run": 3,
                 "epochs_max": 3,
                 "early_stopped": seed == 0,
-                "scores": {"clean_miou": clean, "emm_avg": emm, "balance_ratio": balance},
+                "scores": {"clean_miou": clean, "emm_avg": emm, "balance_ratio": balance, **_subsets(clean, emm)},
                 "curve": [{"epoch": 1.0, "val_miou": clean - 5}],
             }
             path.write_text(json.dumps(summary))
@@ -174,6 +185,9 @@ def test_analysis_of_hand_made_summaries(tmp_path: Path) -> None:
     text = study_markdown(cfg, analysis)
     assert "### Dominance 0.8" in text and "+10.0 [" in text and "| 0.100 |" in text
     assert "| equiseg_tiny | 1.75 | 3 | 3.0 | 1 | 46.0 | 27.0 | 0.520 |" in text
+    # where the EMM avg comes from: each kept subset's mean, largest subsets first, and the cost of losing each
+    assert "| arm (mIoU by kept modalities) | only rgb-depth | only rgb-thermal | only depth-thermal |" in text
+    assert "| equiseg_tiny | 33.0 | 31.0 | 29.0 | 25.0 | 23.0 | 21.0 | 17.0 | 15.0 | 13.0 |" in text
 
 
 def test_summaries_that_do_not_match_the_config_are_refused(tmp_path: Path) -> None:
