@@ -10,6 +10,7 @@ import click
 from equiseg.cli.common import config_options, emit, json_option, progress_option, resolve_config
 from equiseg.config import ConfigError
 from equiseg.experiments import run_claim
+from equiseg.experiments.runs import RunBusyError
 from equiseg.experiments.study import analyse_study, load_summaries, run_study, write_study_report
 
 __all__ = ["group"]
@@ -62,7 +63,7 @@ def claim(
         analysis = run_claim(
             cfg, tracking=track, analyse_only=analyse_only, write_doc=doc, progress=progress, command=command
         )
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, FileNotFoundError, RunBusyError) as exc:
         raise click.UsageError(str(exc)) from exc
     lines, rows = [], []
     for outcome in analysis.outcomes:
@@ -135,7 +136,7 @@ def study(
         if not analyse_only:
             run_study(cfg, progress=progress)
         analysis = analyse_study(cfg, load_summaries(cfg, interim=interim))
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, FileNotFoundError, RunBusyError) as exc:
         raise click.UsageError(str(exc)) from exc
     paths = write_study_report(cfg, analysis, write_doc=doc)
     lines = [f"{row['name']}: {'met' if row['met'] else 'NOT met'}" for row in analysis["targets"]]

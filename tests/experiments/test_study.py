@@ -351,11 +351,15 @@ def test_a_run_held_by_another_process_is_refused_and_left_untouched(tmp_path: P
         command = [sys.executable, "-m", "equiseg.experiments.study", "--profile", "study-smoke", "--no-progress"]
         command += [f"--set={item}" for item in sets] + ["--only", "0.5,equiseg_tiny,0"]
         second = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+        cli_sets = [f"--set={item}" for item in sets]  # equiseg_tiny seed 0 is the first run
+        study = ["experiment", "study", "--profile", "study-smoke", "--no-progress"]
+        by_cli = CliRunner().invoke(cli, [*study, *cli_sets])
     finally:
         holder.kill()
         holder.wait()
     assert second.returncode == EXIT_BUSY, second.stderr
     assert f"in progress in another process (pid {holder.pid})" in second.stderr
+    assert by_cli.exit_code == 2 and "in progress in another process" in by_cli.output  # a one-line usage error
     assert (folder / "train" / "last.pt").read_bytes() == b"the first scheduler's checkpoint"
     assert not summary_path(cfg, 0.5, "equiseg_tiny", 0).exists()
     with run_lock(folder):  # released when its holder died, however it died
