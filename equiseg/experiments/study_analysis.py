@@ -6,8 +6,9 @@ the pre-registered targets and the Markdown section of ``experiment.results_doc`
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
-from itertools import combinations
+from itertools import combinations, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,19 @@ def _subset_means(cfg: EquisegConfig, runs: Sequence[Mapping[str, Any]]) -> dict
     return {k.removeprefix("miou/emm/"): _mean([float(r["scores"][k]) for r in runs]) for k in present}
 
 
+def _curve_stats(run: Mapping[str, Any]) -> tuple[float, float]:
+    """A run's best validation objective, and how much it moves from epoch to epoch: the standard deviation of its
+    change over the second half of the epochs run (NaN without a curve of at least 3 points there). Early stopping
+    with a fixed patience ends a jittery run sooner by chance, so arms are only comparable with this in view."""
+    values = [float(c["objective"]) for c in run.get("curve", []) if "objective" in c]
+    if not values:
+        return math.nan, math.nan
+    half = values[len(values) // 2 :]
+    steps = [b - a for a, b in pairwise(half)]
+    jitter = statistics.pstdev(steps) if len(steps) >= 2 else math.nan
+    return max(values), jitter
+
+
 def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Per dominance setting: each arm's means, and the candidate minus every other arm on :data:`STUDY_METRICS`
     (bootstrap interval, Welch p, permutation p); the pre-registered targets at the strongest setting.
@@ -66,6 +80,9 @@ def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) ->
                 "params": int(runs[0]["params"]) if runs else 0,
                 "epochs_run": _mean([float(r["epochs_run"]) for r in runs]),
                 "early_stopped": sum(bool(r["early_stopped"]) for r in runs),
+                # runs without a validation curve (or too short a one) are left out of these two
+                "val_objective_best": _mean([v for r in runs if not math.isnan(v := _curve_stats(r)[0])]),
+                "val_objective_jitter": _mean([v for r in runs if not math.isnan(v := _curve_stats(r)[1])]),
                 **{m: _mean([float(r["scores"].get(m, math.nan)) for r in runs]) for m in STUDY_METRICS},
                 "seeds": [int(r["seed"]) for r in runs],
                 "per_run": {m: [float(r["scores"].get(m, math.nan)) for r in runs] for m in STUDY_METRICS},
@@ -144,6 +161,10 @@ def _targets(cfg: EquisegConfig, levels: Mapping[str, Any]) -> list[dict[str, An
     return rows
 
 
+def _num(value: float, digits: int) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
 def _p(value: float) -> str:
     if math.isnan(value):
         return "n/a"
@@ -186,6 +207,9 @@ def study_markdown(cfg: EquisegConfig, analysis: Mapping[str, Any], figures: Map
         f"- Training: up to {cfg.train.epochs} epochs, early-stop patience {cfg.train.early_stop_patience}, batch "
         f"{cfg.train.batch_size}, lr {cfg.train.lr:g}; seeds {list(ec.seeds)}; scored with the "
         f"`{cfg.robustness.suite}` suite on `{cfg.robustness.split}`",
+        "- Validation: the objective (clean + EMM avg) / 2 on val that picks the checkpoint and stops the run; per "
+        "arm the mean over runs of its best value and of its jitter (standard deviation of its epoch-to-epoch change "
+        "over the second half of the run)",
         f"- Differences: {ec.candidate} minus each arm, mean over seeds with a {ec.ci_level:.0%} bootstrap interval "
         f"over runs ({ec.bootstrap_samples} replicates), Welch's t-test p and the permutation test p (exact where "
         "the relabellings can be enumerated); mIoU points, balance ratio 0-1",
@@ -210,15 +234,19 @@ def study_markdown(cfg: EquisegConfig, analysis: Mapping[str, Any], figures: Map
     for name, level in analysis["levels"].items():
         progress = "" if level.get("complete", True) else f" (interim: {level['runs']} of {level['planned_runs']} runs)"
         lines += [f"### Dominance {name}{progress}", ""]
-        lines += ["| arm | params (M) | runs | epochs run (mean) | early-stopped | clean | EMM avg | balance |"]
-        lines += ["| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [
+            "| arm | params (M) | runs | epochs run (mean) | early-stopped | val objective (best) | val jitter "
+            "| clean | EMM avg | balance |"
+        ]
+        lines += ["| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for model, arm in level["arms"].items():
             if not arm["n"]:
-                lines.append(f"| {model} | n/a | 0 | n/a | 0 | n/a | n/a | n/a |")
+                lines.append(f"| {model} | n/a | 0 | n/a | 0 | n/a | n/a | n/a | n/a | n/a |")
                 continue
             lines.append(
                 f"| {model} | {arm['params'] / 1e6:.2f} | {arm['n']} | {arm['epochs_run']:.1f} | "
-                f"{arm['early_stopped']} | {arm['clean_miou']:.1f} | {arm['emm_avg']:.1f} | "
+                f"{arm['early_stopped']} | {_num(arm['val_objective_best'], 1)} | "
+                f"{_num(arm['val_objective_jitter'], 2)} | {arm['clean_miou']:.1f} | {arm['emm_avg']:.1f} | "
                 f"{arm['balance_ratio']:.3f} |"
             )
         lines += _subset_table(level["arms"])

@@ -184,10 +184,28 @@ def test_analysis_of_hand_made_summaries(tmp_path: Path) -> None:
     assert targets == {"EMM avg": False, "clean mIoU": True, "balance ratio": True}
     text = study_markdown(cfg, analysis)
     assert "### Dominance 0.8" in text and "+10.0 [" in text and "| 0.100 |" in text
-    assert "| equiseg_tiny | 1.75 | 3 | 3.0 | 1 | 46.0 | 27.0 | 0.520 |" in text
+    assert "| equiseg_tiny | 1.75 | 3 | 3.0 | 1 | n/a | n/a | 46.0 | 27.0 | 0.520 |" in text  # curves too short
     # where the EMM avg comes from: each kept subset's mean, largest subsets first, and the cost of losing each
     assert "| arm (mIoU by kept modalities) | only rgb-depth | only rgb-thermal | only depth-thermal |" in text
     assert "| equiseg_tiny | 33.0 | 31.0 | 29.0 | 25.0 | 23.0 | 21.0 | 17.0 | 15.0 | 13.0 |" in text
+
+
+def test_the_arm_table_shows_each_arms_best_validation_objective_and_its_jitter(tmp_path: Path) -> None:
+    cfg = _study_cfg(tmp_path)
+    _write_summaries(cfg)
+    objectives = {0: [40.0, 50.0, 52.0, 56.0, 54.0, 58.0], 1: [40.0, 50.0, 50.0, 50.0, 50.0, 50.0]}
+    for seed, values in objectives.items():
+        path = summary_path(cfg, 0.8, "equiseg_tiny", seed)
+        raw = json.loads(path.read_text())
+        raw["curve"] = [{"epoch": float(i + 1), "objective": v} for i, v in enumerate(values)]
+        path.write_text(json.dumps(raw))
+    arm = analyse_study(cfg, load_summaries(cfg))["levels"]["0.8"]["arms"]["equiseg_tiny"]
+    # seed 0: second half 56, 54, 58 -> steps -2, +4 -> sd 3; seed 1: flat -> 0; seed 2 has no objective: left out
+    assert arm["val_objective_best"] == pytest.approx((58.0 + 50.0) / 2)
+    assert arm["val_objective_jitter"] == pytest.approx(1.5)
+    assert "| equiseg_tiny | 1.75 | 3 | 3.0 | 1 | 54.0 | 1.50 | 46.0 | 27.0 | 0.520 |" in study_markdown(
+        cfg, analyse_study(cfg, load_summaries(cfg))
+    )
 
 
 def test_summaries_that_do_not_match_the_config_are_refused(tmp_path: Path) -> None:
