@@ -250,8 +250,9 @@ def study_markdown(cfg: EquisegConfig, analysis: Mapping[str, Any], figures: Map
                 f"{arm['balance_ratio']:.3f} |"
             )
         lines += _subset_table(level["arms"])
-        lines += ["", f"| {ec.candidate} minus | metric | mean [CI] | Welch p | permutation p |"]
-        lines += ["| --- | --- | --- | ---: | ---: |"]
+        if level["comparisons"]:  # a single-arm study has nothing to compare
+            lines += ["", f"| {ec.candidate} minus | metric | mean [CI] | Welch p | permutation p |"]
+            lines += ["| --- | --- | --- | ---: | ---: |"]
         for comp in level["comparisons"]:
             exact = "" if comp["permutation_exact"] else " (MC)"
             lines.append(

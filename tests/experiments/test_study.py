@@ -278,6 +278,9 @@ def test_an_exploratory_study_judges_no_targets_and_a_single_setting_draws_no_di
     text = study_markdown(exploratory, analysis)
     assert "Pre-registered targets" not in text
     assert "smallest exact permutation p is 2 / C(6, 3) = 0.1," in text
+    alone = exploratory.replace(**{"experiment.models": ["equiseg_tiny"], "experiment.emm_margins": {}})
+    alone_text = study_markdown(alone, analyse_study(alone, load_summaries(alone)))
+    assert "| equiseg_tiny | 1.75 | 3 |" in alone_text and "minus | metric" not in alone_text  # nothing to compare
     sets = [f"--set={item}" for item in _study_overrides(tmp_path)]
     sets += ["--set=experiment.preregistered=false", "--set=experiment.dominance_levels=[0.8]"]
     result = CliRunner().invoke(cli, ["experiment", "study", "--profile", "study-smoke", *sets, "--analyse-only"])
