@@ -124,10 +124,10 @@ def study(
 
     \b
     Profiles: study-smoke (2 arms x 2 seeds x 2 settings, minutes), study-cpu (4 arms x 10 seeds x 2 settings;
-    hours on 2 cores, resumable), study-cpu-controls (capacity controls and the SGM ablation steps, 3 seeds,
-    exploratory), study-gpu (bench/gpu_study.py runs it on one GPU). Finished runs are reused,
-    so the study may span sittings: commit the summaries as they come, and --analyse-only --interim shows where
-    it stands.
+    hours on 2 cores, resumable), study-cpu-controls (capacity controls and the SGM ablation steps, 2 seeds,
+    exploratory), study-cpu-fullbudget (EQUISeg without early stopping, 4 seeds, exploratory), study-gpu
+    (bench/gpu_study.py runs it on one GPU). Finished runs are reused, so the study may span sittings: commit
+    the summaries as they come, and --analyse-only --interim shows where it stands.
     """
     if interim and not analyse_only:
         raise click.UsageError("--interim reports a study in progress; use it with --analyse-only")

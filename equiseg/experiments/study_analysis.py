@@ -16,7 +16,7 @@ from equiseg.config import EquisegConfig
 from equiseg.experiments.report import update_document
 from equiseg.experiments.runs import write_json_atomic
 from equiseg.experiments.significance import compare
-from equiseg.experiments.study_figures import FIGURE_CAPTIONS, draw_figures, figure_names
+from equiseg.experiments.study_figures import FIGURE_CAPTIONS, draw_figures, find_comparison
 from equiseg.experiments.study_plan import STUDY_METRICS, planned_runs, summary_dir
 
 __all__ = ["analyse_study", "study_markdown", "write_study_report"]
@@ -73,6 +73,7 @@ def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) ->
     for level in sorted(by_level):
         arms = {m: sorted(runs, key=lambda r: int(r["seed"])) for m, runs in by_level[level].items()}
         arm_rows = {}
+        curves = {model: [_curve_stats(r) for r in arms.get(model, [])] for model in ec.models}
         for model in ec.models:
             runs = arms.get(model, [])
             arm_rows[model] = {
@@ -81,8 +82,8 @@ def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) ->
                 "epochs_run": _mean([float(r["epochs_run"]) for r in runs]),
                 "early_stopped": sum(bool(r["early_stopped"]) for r in runs),
                 # runs without a validation curve (or too short a one) are left out of these two
-                "val_objective_best": _mean([v for r in runs if not math.isnan(v := _curve_stats(r)[0])]),
-                "val_objective_jitter": _mean([v for r in runs if not math.isnan(v := _curve_stats(r)[1])]),
+                "val_objective_best": _mean([best for best, _ in curves[model] if not math.isnan(best)]),
+                "val_objective_jitter": _mean([jit for _, jit in curves[model] if not math.isnan(jit)]),
                 **{m: _mean([float(r["scores"].get(m, math.nan)) for r in runs]) for m in STUDY_METRICS},
                 "seeds": [int(r["seed"]) for r in runs],
                 "per_run": {m: [float(r["scores"].get(m, math.nan)) for r in runs] for m in STUDY_METRICS},
@@ -119,10 +120,6 @@ def analyse_study(cfg: EquisegConfig, summaries: Sequence[Mapping[str, Any]]) ->
     }
 
 
-def _find(level: Mapping[str, Any], other: str, metric: str) -> dict[str, Any] | None:
-    return next((c for c in level["comparisons"] if c["other"] == other and c["metric"] == metric), None)
-
-
 def _significant(comp: Mapping[str, Any]) -> bool:
     """p < 0.05 in both tests (a NaN p, e.g. from a single run, is not significant)."""
     return bool(comp["welch_p"] < 0.05 and comp["permutation_p"] < 0.05)
@@ -141,21 +138,21 @@ def _targets(cfg: EquisegConfig, levels: Mapping[str, Any]) -> list[dict[str, An
         rows.append({"level": strongest, "name": name, "requirement": requirement, "comparison": comp, "met": met})
 
     for other, margin in ec.emm_margins.items():
-        comp = _find(level, other, "emm_avg")
+        comp = find_comparison(level, other, "emm_avg")
         ok = comp is not None and comp["difference"] >= margin and _significant(comp)
         add(f"EMM avg: {ec.candidate} - {other}", f">= {margin:g} with p < 0.05 (both tests)", comp, ok)
     if ec.ablation:
-        comp = _find(level, ec.ablation, "emm_avg")
+        comp = find_comparison(level, ec.ablation, "emm_avg")
         ok = comp is not None and comp["difference"] > 0 and _significant(comp)
         add(f"SGM gain: {ec.candidate} - {ec.ablation}", "> 0 with p < 0.05 (both tests)", comp, ok)
     baselines = [m for m in ec.models if m != ec.candidate and m != ec.ablation]
     if baselines:
         best = max(baselines, key=lambda m: level["arms"][m]["clean_miou"])
-        comp = _find(level, best, "clean_miou")
+        comp = find_comparison(level, best, "clean_miou")
         ok = comp is not None and comp["difference"] >= -ec.clean_tolerance
         add(f"clean mIoU: {ec.candidate} - {best} (best baseline)", f">= -{ec.clean_tolerance:g}", comp, ok)
     for other in ec.emm_margins:
-        comp = _find(level, other, "balance_ratio")
+        comp = find_comparison(level, other, "balance_ratio")
         ok = comp is not None and comp["low"] > 0
         add(f"balance ratio: {ec.candidate} - {other}", "> 0, CI excludes 0", comp, ok)
     return rows
@@ -294,7 +291,7 @@ def write_study_report(
     drawn = draw_figures(cfg, analysis, doc.parent / "results") if figure else {}
     out.update({f"figure_{key}": path for key, path in drawn.items()})
     if write_doc:
-        rel = {key: f"results/{name}" for key, name in figure_names(cfg, analysis).items() if key in drawn}
+        rel = {key: f"results/{path.name}" for key, path in drawn.items()}
         update_document(doc, cfg.profile, study_markdown(cfg, analysis, rel), kind="study")
         out["doc"] = doc
     return out

@@ -13,13 +13,18 @@ import numpy as np
 from equiseg.config import EquisegConfig
 from equiseg.figures import new_figure, save_figure
 
-__all__ = ["FIGURE_CAPTIONS", "arms_figure", "draw_figures", "figure_names", "lead_figure"]
+__all__ = ["FIGURE_CAPTIONS", "arms_figure", "draw_figures", "figure_names", "find_comparison", "lead_figure"]
 
 #: Markdown caption of each figure (``{candidate}``: ``experiment.candidate``)
 FIGURE_CAPTIONS = {
     "arms": "EMM avg of every run, per arm and dominance setting (bar: the mean).",
     "lead": "EMM lead of {candidate} against the dial.",
 }
+
+
+def find_comparison(level: Mapping[str, Any], other: str, metric: str) -> dict[str, Any] | None:
+    """The candidate-minus-``other`` comparison on ``metric`` of one analysed setting, if there is one."""
+    return next((c for c in level["comparisons"] if (c["other"], c["metric"]) == (other, metric)), None)
 
 
 def _lead_arms(cfg: EquisegConfig) -> list[str]:
@@ -86,7 +91,7 @@ def lead_figure(cfg: EquisegConfig, analysis: Mapping[str, Any], path: Path) -> 
     for offset, other in enumerate(others):
         xs, ys, lows, highs = [], [], [], []
         for name, level in analysis["levels"].items():
-            comp = next((c for c in level["comparisons"] if (c["other"], c["metric"]) == (other, "emm_avg")), None)
+            comp = find_comparison(level, other, "emm_avg")
             if comp is None or math.isnan(comp["difference"]):
                 continue
             xs.append(float(name) + 0.01 * offset)
